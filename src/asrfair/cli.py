@@ -1,0 +1,259 @@
+"""The ``asrfair`` command line: parse options, call the stages, print the report.
+
+Commands stay thin; everything they do is a function of the pipeline modules,
+so the same work can be done from Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asrfair import __version__, plugins
+from asrfair.errors import AsrfairError
+from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.report import Report
+from asrfair.score import ScoreTable, score
+from asrfair.stats import StatsConfig
+from asrfair.transcripts import Columns, load_transcripts
+
+app = typer.Typer(
+    name="asrfair",
+    help="Does an ASR model serve some speakers worse than others? Numbers that hold up in review.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input ends the command with one line on stderr and exit code 2."""
+    try:
+        yield
+    except AsrfairError as exc:
+        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"asrfair {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def callback(
+    *,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show version."),
+    ] = None,
+) -> None:
+    """asrfair: per-group WER/CER with speaker-level bootstrap intervals, gaps and tests."""
+    for message in plugins.load_plugins().errors:
+        _stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+# Options shared by score and compare -----------------------------------------------------------
+GroupsOpt = Annotated[
+    str,
+    typer.Option(
+        "--groups",
+        help="Grouping columns, comma-separated; [bold]a*b[/] for intersectional groups.",
+    ),
+]
+RefOpt = Annotated[str, typer.Option("--ref-col", help="Column of reference transcripts.")]
+HypOpt = Annotated[str, typer.Option("--hyp-col", help="Column of ASR hypotheses.")]
+IdOpt = Annotated[
+    str | None,
+    typer.Option("--id-col", help="Utterance id column [default: id, else line numbers]."),
+]
+SpeakerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--speaker-col",
+        help="Speaker column, the resampling unit [default: speaker, else utterances].",
+    ),
+]
+NormOpt = Annotated[
+    str, typer.Option("--normalizer", help="Text normaliser for ref and hyp (see `plugins`).")
+]
+BootOpt = Annotated[
+    int, typer.Option("--bootstrap", min=0, help="Bootstrap draws; 0 turns intervals off.")
+]
+PermOpt = Annotated[
+    int, typer.Option("--permutations", min=0, help="Permutations for gap p-values.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
+ConfOpt = Annotated[
+    float,
+    typer.Option("--confidence", min=0.5, max=0.999, help="Interval confidence level."),
+]
+MinSpkOpt = Annotated[
+    int,
+    typer.Option("--min-speakers", min=1, help="Warn for groups with fewer speakers than this."),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Exporter: rich, json, csv, md, latex or a plugin's.")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this file.")]
+
+
+def split_groups(groups: str) -> list[str]:
+    return [g.strip() for g in groups.split(",") if g.strip()]
+
+
+def _columns(ref: str, hyp: str, id_col: str | None, speaker: str | None) -> Columns:
+    explicit = frozenset(n for n, v in (("id", id_col), ("speaker", speaker)) if v is not None)
+    return Columns(ref, hyp, id_col or "id", speaker or "speaker", explicit)
+
+
+def _score_file(path: Path, columns: Columns, groupings: list[str], normalizer: str) -> ScoreTable:
+    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+    frame = load_transcripts(path, columns, groupings)
+    return score(frame, normalize, group_columns=groupings)
+
+
+def emit(report: Report, fmt: str, out: Path | None) -> None:
+    """Render with the named exporter to stdout, or to ``out`` (plain text)."""
+    exporter = plugins.exporters().get(fmt, option="--format")
+    rendered = exporter(report)
+    if out is None:
+        if isinstance(rendered, str):
+            print(rendered, end="")
+        else:
+            Console().print(rendered)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(rendered, str):
+        out.write_text(rendered, encoding="utf-8")
+    else:
+        with out.open("w", encoding="utf-8") as handle:
+            Console(file=handle, width=120, color_system=None).print(rendered)
+    _stderr().print(f"wrote {out}", highlight=False)
+
+
+@app.command("score")
+def score_command(
+    file: Annotated[Path, typer.Argument(help="Transcripts: .csv, .tsv or .jsonl.")],
+    *,
+    groups: GroupsOpt = "",
+    ref_col: RefOpt = "ref",
+    hyp_col: HypOpt = "hyp",
+    id_col: IdOpt = None,
+    speaker_col: SpeakerOpt = None,
+    normalizer: NormOpt = "none",
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
+    ] = ",".join(DEFAULT_METRICS),
+    bootstrap: BootOpt = 10_000,
+    permutations: PermOpt = 10_000,
+    seed: SeedOpt = 0,
+    confidence: ConfOpt = 0.95,
+    min_speakers: MinSpkOpt = 10,
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+) -> None:
+    """Score transcripts from any ASR system: WER/CER overall and per group, with gaps."""
+    with user_errors():
+        groupings = split_groups(groups)
+        columns = _columns(ref_col, hyp_col, id_col, speaker_col)
+        plugins.exporters().get(fmt, option="--format")  # fail before the work, not after
+        table = _score_file(file, columns, groupings, normalizer)
+        cfg = StatsConfig(bootstrap, permutations, seed, confidence, min_speakers)
+        names = [m.strip() for m in metrics.split(",") if m.strip()]
+        config = {
+            "input": str(file),
+            "columns": _columns_dict(columns),
+            "normalizer": normalizer,
+            "groups": groupings,
+        }
+        emit(run_metrics(table, cfg, names, config=config), fmt, out)
+
+
+def _columns_dict(columns: Columns) -> dict[str, str]:
+    return {"ref": columns.ref, "hyp": columns.hyp, "id": columns.id, "speaker": columns.speaker}
+
+
+@app.command("compare")
+def compare_command(
+    file_a: Annotated[Path, typer.Argument(help="System A's transcripts (the baseline).")],
+    file_b: Annotated[Path, typer.Argument(help="System B's transcripts, same utterance ids.")],
+    *,
+    groups: GroupsOpt = "",
+    ref_col: RefOpt = "ref",
+    hyp_col: HypOpt = "hyp",
+    id_col: IdOpt = None,
+    speaker_col: SpeakerOpt = None,
+    normalizer: NormOpt = "none",
+    bootstrap: BootOpt = 10_000,
+    seed: SeedOpt = 0,
+    confidence: ConfOpt = 0.95,
+    min_speakers: MinSpkOpt = 10,
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+) -> None:
+    """Paired comparison of two systems on shared utterances: B - A with an interval."""
+    from asrfair.compare import build_compare_report
+
+    with user_errors():
+        groupings = split_groups(groups)
+        columns = _columns(ref_col, hyp_col, id_col, speaker_col)
+        plugins.exporters().get(fmt, option="--format")
+        table_a = _score_file(file_a, columns, groupings, normalizer)
+        table_b = _score_file(file_b, columns, [], normalizer)
+        cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
+        config: dict[str, Any] = {
+            "inputs": [str(file_a), str(file_b)],
+            "systems": {"a": str(file_a), "b": str(file_b)},
+            "columns": _columns_dict(columns),
+            "normalizer": normalizer,
+            "groups": groupings,
+        }
+        emit(build_compare_report(table_a, table_b, cfg, config=config), fmt, out)
+
+
+@app.command("plugins")
+def plugins_command(
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List installed plugins, their versions and the hooks they implement."""
+    rows = plugins.plugin_info()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="asrfair plugins", title_justify="left")
+    for column in ("name", "package", "version", "hooks"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["package"], row["version"], ", ".join(row["hooks"]))
+    Console().print(table)
+
+
+_commands_added = False
+
+
+def add_plugin_commands() -> None:
+    """Let plugins add commands (``register_commands``); done once, before parsing."""
+    global _commands_added
+    if not _commands_added:
+        _commands_added = True
+        plugins.get_plugin_manager().hook.register_commands(app=app)
+
+
+def main() -> None:
+    add_plugin_commands()
+    app()

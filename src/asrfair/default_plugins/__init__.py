@@ -1,0 +1,1 @@
+"""asrfair's built-in plugins, registered through entry points like any other."""

@@ -1,0 +1,176 @@
+"""Built-in report writers: terminal (rich), JSON, CSV, Markdown and LaTeX (booktabs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from asrfair import __version__, hookimpl
+from asrfair.registry import Register
+from asrfair.report import (
+    Report,
+    TableView,
+    format_cell,
+    method_sentence,
+    report_tables,
+    report_title,
+)
+
+
+def _visible_columns(table: TableView) -> list[int]:
+    """Drop columns that are empty in every row (e.g. notes when there are none)."""
+    return [
+        i
+        for i in range(len(table.columns))
+        if any(format_cell(row[i]) for row in table.rows) or i == 0
+    ]
+
+
+def _cells(table: TableView) -> tuple[list[str], list[list[str]]]:
+    keep = _visible_columns(table)
+    header = [table.columns[i] for i in keep]
+    return header, [[format_cell(row[i]) for i in keep] for row in table.rows]
+
+
+def to_rich(report: Report) -> RenderableType:
+    parts: list[RenderableType] = [Text(report_title(report), style="bold")]
+    for view in report_tables(report):
+        header, rows = _cells(view)
+        table = Table(title=view.title, title_justify="left", header_style="bold")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 or name == "notes" else "right")
+        for row in rows:
+            table.add_row(*row)
+        parts.append(table)
+        parts.extend(Text(note, style="yellow") for note in view.notes)
+    parts.extend(Text(f"warning: {w}", style="yellow") for w in report.warnings)
+    parts.append(Text(method_sentence(report.method), style="dim"))
+    return Group(*parts)
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.data, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_markdown(report: Report) -> str:
+    out = [f"# {report_title(report)}", ""]
+    for view in report_tables(report):
+        header, rows = _cells(view)
+        out += [f"## {view.title}", "", "| " + " | ".join(header) + " |"]
+        out.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        out += ["", *[f"{note}  " for note in view.notes]]
+        if view.notes:
+            out.append("")
+    out += [*(f"- warning: {w}" for w in report.warnings)]
+    if report.warnings:
+        out.append("")
+    out += [f"*{method_sentence(report.method)}*", ""]
+    return "\n".join(out)
+
+
+_LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
+
+
+def latex_escape(text: str) -> str:
+    text = text.replace("\\", r"\textbackslash{}").replace("~", r"\textasciitilde{}")
+    text = text.replace("^", r"\textasciicircum{}")
+    return _LATEX_SPECIAL.sub(r"\\\1", text)
+
+
+def _label(title: str) -> str:
+    return "tab:asrfair-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def to_latex(report: Report) -> str:
+    """One booktabs table per view, ready for ``\\input``; each caption states the method."""
+    method = latex_escape(method_sentence(report.method))
+    out = [f"% {latex_escape(report_title(report))} (asrfair {__version__})"]
+    out.append("% needs \\usepackage{booktabs}")
+    for view in report_tables(report):
+        header, rows = _cells(view)
+        align = "l" + "r" * (len(header) - 1)
+        notes = " ".join(latex_escape(n) for n in view.notes)
+        caption = f"{latex_escape(view.title)}. {notes + ' ' if notes else ''}{method}"
+        out += [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{{caption}}}",
+            f"\\label{{{_label(view.title)}}}",
+            f"\\begin{{tabular}}{{{align}}}",
+            "\\toprule",
+            " & ".join(latex_escape(h) for h in header) + " \\\\",
+            "\\midrule",
+            *(" & ".join(latex_escape(c) for c in row) + " \\\\" for row in rows),
+            "\\bottomrule",
+            "\\end{tabular}",
+            "\\end{table}",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def _flat_rows(report: Report) -> list[dict[str, Any]]:
+    """Long format for machines: one value (with its interval) per row, fractions not %."""
+    rows: list[dict[str, Any]] = []
+
+    def add(scope: str, group: str, field: str, value: Any, ci: Any = None) -> None:
+        lo, hi = ci if ci else (None, None)
+        rows.append(
+            {
+                "scope": scope,
+                "group": group,
+                "field": field,
+                "value": value,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+
+    def add_entry(scope: str, group: str, entry: dict[str, Any]) -> None:
+        for key, value in entry.items():
+            if key in ("group", "warnings") or key.endswith("_ci"):
+                continue
+            if isinstance(value, dict):  # a compare entry: wer -> {rate_a, rate_b, ...}
+                for sub, sub_value in value.items():
+                    if not sub.endswith("_ci"):
+                        add(scope, group, f"{key}.{sub}", sub_value, value.get(f"{sub}_ci"))
+            else:
+                add(scope, group, key, value, entry.get(f"{key}_ci"))
+
+    data = report.data
+    add_entry("overall", "all", data["overall"])
+    for grouping, entries in data["groups"].items():
+        for entry in entries:
+            add_entry(grouping, str(entry["group"]), entry)
+    for grouping, gaps in data.get("gaps", {}).items():
+        for g in gaps:
+            label = f"{g['a']} vs {g['b']}"
+            for key in ("diff", "ratio", "p_value", "p_holm"):
+                add(f"gap:{grouping}", label, f"{g['metric']}.{key}", g[key], g.get(f"{key}_ci"))
+    return rows
+
+
+def to_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    fields = ["scope", "group", "field", "value", "ci_low", "ci_high"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_flat_rows(report))
+    return buffer.getvalue()
+
+
+@hookimpl
+def register_exporters(register: Register) -> None:
+    register("rich", to_rich, help="tables in the terminal")
+    register("json", to_json, help="the report data (docs/json-schema.md)")
+    register("csv", to_csv, help="long format: scope, group, field, value, ci_low, ci_high")
+    register("md", to_markdown, help="Markdown tables with the method under them")
+    register("latex", to_latex, help="booktabs tables whose captions state the method")

@@ -1,0 +1,11 @@
+"""Built-in text normalisers."""
+
+from asrfair import hookimpl, text
+from asrfair.registry import Register
+
+
+@hookimpl
+def register_normalizers(register: Register) -> None:
+    register("cv-french", text.cv_french, help="the notebook's Common Voice French rule")
+    register("basic", text.basic, help="punctuation/symbols to spaces, lower-case, keep accents")
+    register("none", text.identity, help="leave text unchanged")

@@ -1,0 +1,70 @@
+"""Every hook asrfair calls. A plugin implements any subset of them.
+
+Registration hooks receive a ``register`` callable: the core owns the name
+table, so duplicate names and unknown names are caught in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from asrfair.registry import Register
+
+hookspec = pluggy.HookspecMarker("asrfair")
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register corpus loaders.
+
+    :param register: call ``register(name, loader)``; ``loader(arg)`` receives the text after
+        ``name:`` in ``--dataset name:arg`` and returns a Corpus table.
+    """
+
+
+@hookspec
+def register_normalizers(register: Register) -> None:
+    """Register text normalisers, applied alike to references and hypotheses.
+
+    :param register: call ``register(name, normalizer)``; ``normalizer(text) -> text``.
+    """
+
+
+@hookspec
+def register_subsets(register: Register) -> None:
+    """Register training-subset selectors.
+
+    :param register: call ``register(name, factory)``; ``factory(arg)`` receives the text after
+        ``name:`` (or ``None``) and returns ``select(table, seed) -> boolean mask``.
+    """
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register metrics computed from a ScoreTable.
+
+    :param register: call ``register(name, metric)``; ``metric(ctx)`` receives a
+        ``MetricContext`` and adds fields to the report through it.
+    """
+
+
+@hookspec
+def register_exporters(register: Register) -> None:
+    """Register report writers.
+
+    :param register: call ``register(name, exporter)``; ``exporter(report)`` returns text (or a
+        rich renderable, shown on the terminal).
+    """
+
+
+@hookspec
+def register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``asrfair`` CLI.
+
+    :param app: the root typer application; decorate new commands with ``@app.command()``.
+    """

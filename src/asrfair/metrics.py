@@ -1,0 +1,169 @@
+"""The metric stage: metric plugins read a ScoreTable and fill a Report's data.
+
+A metric receives a ``MetricContext``. The context knows the groups, the
+resampling unit and the seeded draws, so a plugin metric such as sentence error
+rate gets speaker-bootstrap intervals by handing over a numerator and a
+denominator, exactly as the built-in WER does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from asrfair import __version__, plugins
+from asrfair.report import Report
+from asrfair.score import ScoreTable, group_labels
+from asrfair.stats import RateEstimate, StatsConfig, estimate_rate, unit_sums
+
+Metric = Callable[["MetricContext"], None]
+DEFAULT_METRICS = ("wer", "cer", "group_wer", "group_cer", "gap")
+
+
+def _plain(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 10)
+
+
+class MetricContext:
+    """What a metric may read (the table, its groups, the statistics options) and write."""
+
+    def __init__(self, table: ScoreTable, cfg: StatsConfig) -> None:
+        self.table = table
+        self.cfg = cfg
+        self.unit = "speaker" if table.has_speakers else "utterance"
+        self._units = table.units()
+        self._labels = {g: group_labels(table.frame, g) for g in table.group_columns}
+        self.overall: dict[str, Any] = self._new_entry(np.ones(len(table.frame), dtype=bool))
+        self.groups: dict[str, dict[str, dict[str, Any]]] = {
+            grouping: {
+                name: self._new_entry(self.mask(grouping, name), group=name)
+                for name in self.group_names(grouping)
+            }
+            for grouping in table.group_columns
+        }
+        self.gaps: dict[str, list[dict[str, Any]]] = {}
+        self.warnings: list[str] = []
+
+    # -- reading ---------------------------------------------------------------
+    def group_names(self, grouping: str) -> list[str]:
+        return sorted(self._labels[grouping].dropna().unique().tolist())
+
+    def mask(self, grouping: str | None, group: str | None) -> np.ndarray:
+        if grouping is None:
+            return np.ones(len(self.table.frame), dtype=bool)
+        return (self._labels[grouping] == group).fillna(False).to_numpy(dtype=bool)
+
+    def n_dropped(self, grouping: str) -> int:
+        return int(self._labels[grouping].isna().sum())
+
+    def rate(
+        self,
+        numerator: np.ndarray,
+        denominator: np.ndarray,
+        grouping: str | None = None,
+        group: str | None = None,
+    ) -> RateEstimate:
+        """Corpus rate over one group (or all rows) with draws of that group's units.
+
+        Draws depend only on the seed, the grouping and the group, so every rate of a group
+        (WER, CER, a plugin's) is computed on the same speaker draws.
+        """
+        mask = self.mask(grouping, group)
+        values = np.column_stack([np.asarray(numerator)[mask], np.asarray(denominator)[mask]])
+        sums = unit_sums(values, self._units[mask])
+        return estimate_rate(sums, self.cfg, grouping or "", group or "(overall)")
+
+    def unit_sums(self, values: np.ndarray, grouping: str | None, group: str | None) -> np.ndarray:
+        mask = self.mask(grouping, group)
+        return unit_sums(np.asarray(values)[mask], self._units[mask])
+
+    # -- writing ---------------------------------------------------------------
+    def _new_entry(self, mask: np.ndarray, group: str | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {} if group is None else {"group": group}
+        entry["n_utterances"] = int(mask.sum())
+        warnings: list[str] = []
+        if self.table.has_speakers:
+            n_speakers = int(pd.Series(self._units[mask]).nunique())
+            entry["n_speakers"] = n_speakers
+            if group is not None and n_speakers < self.cfg.min_speakers:
+                warnings.append(
+                    f"only {n_speakers} speaker(s) (< {self.cfg.min_speakers}): interval unreliable"
+                )
+        else:
+            entry["n_speakers"] = None
+        entry["warnings"] = warnings
+        return entry
+
+    def entry(self, grouping: str | None, group: str | None) -> dict[str, Any]:
+        return self.overall if grouping is None else self.groups[grouping][str(group)]
+
+    def record_rate(
+        self,
+        name: str,
+        numerator: np.ndarray,
+        denominator: np.ndarray,
+        *,
+        grouping: str | None = None,
+        counts: dict[str, np.ndarray] | None = None,
+        unit_name: str = "reference words",
+    ) -> None:
+        """Write ``name`` and ``name_ci`` (and summed ``counts``) into one entry per scope.
+
+        With ``grouping`` None that is the overall entry; otherwise every group of it. An
+        undefined rate (no reference tokens) is written as None with a warning, never 0/0.
+        """
+        scopes = [None] if grouping is None else self.group_names(grouping)
+        for group in scopes:
+            estimate = self.rate(numerator, denominator, grouping, group)
+            entry = self.entry(grouping, group)
+            mask = self.mask(grouping, group)
+            for field, values in (counts or {}).items():
+                entry[field] = int(np.asarray(values)[mask].sum())
+            entry[name] = _plain(estimate.value)
+            interval = estimate.interval(self.cfg.confidence)
+            entry[f"{name}_ci"] = None if interval is None else [_plain(v) for v in interval]
+            if estimate.value is None:
+                entry["warnings"].append(
+                    f"no {unit_name}: {name} undefined ({estimate.numerator:g} errors)"
+                )
+
+
+def run_metrics(
+    table: ScoreTable,
+    cfg: StatsConfig,
+    names: Sequence[str] = DEFAULT_METRICS,
+    *,
+    config: dict[str, Any] | None = None,
+) -> Report:
+    """Apply the named metric plugins and assemble the Report data (the JSON contract)."""
+    registry = plugins.metrics()
+    chosen = [registry.get(name, option="--metrics") for name in names]
+    ctx = MetricContext(table, cfg)
+    for metric in chosen:
+        metric(ctx)
+    dropped = {}
+    for grouping in table.group_columns:
+        n = ctx.n_dropped(grouping)
+        if n:
+            message = f"dropped {n:,} of {len(table.frame):,} rows with empty {grouping}"
+            dropped[grouping] = {"rows": n, "of": len(table.frame), "message": message}
+            ctx.warnings.append(message)
+    if not table.has_speakers:
+        ctx.warnings.append(
+            "no speaker column: intervals resample utterances, which understates uncertainty"
+        )
+    if cfg.n_boot <= 0:
+        ctx.warnings.append("--bootstrap 0: no confidence intervals were computed")
+    data: dict[str, Any] = {
+        "overall": ctx.overall,
+        "groups": {g: list(entries.values()) for g, entries in ctx.groups.items()},
+        "gaps": ctx.gaps,
+        "method": {**cfg.method(ctx.unit), "metrics": list(names)},
+        "dropped": dropped,
+        "warnings": ctx.warnings,
+        "config": {"asrfair_version": __version__, **(config or {})},
+    }
+    return Report("score", data)

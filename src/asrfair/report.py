@@ -1,0 +1,221 @@
+"""The Report: plain data that every exporter renders, and the shared table layout.
+
+A Report is what ``metrics.json`` holds. ``report_tables`` lays it out once as
+titled tables of cells, so the terminal, Markdown and LaTeX tables of one run
+always agree with each other and with the JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import RenderableType
+
+Exporter = Callable[["Report"], "str | RenderableType"]
+
+
+@dataclass
+class Report:
+    """``kind`` is ``score`` or ``compare``; ``data`` follows docs/json-schema.md."""
+
+    kind: str
+    data: dict[str, Any]
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return dict(self.data.get("method", {}))
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.data.get("warnings", []))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A rate with its interval; humans see percentages, machines see fractions."""
+
+    value: float | None
+    ci: tuple[float, float] | None = None
+
+    def percent(self) -> str:
+        if self.value is None:
+            return "n/a"
+        text = f"{100 * self.value:.1f}"
+        if self.ci is not None:
+            text += f" [{100 * self.ci[0]:.1f}, {100 * self.ci[1]:.1f}]"
+        return text
+
+
+Cell = str | int | float | None | Interval
+
+
+@dataclass
+class TableView:
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+def format_cell(cell: Cell) -> str:
+    if isinstance(cell, Interval):
+        return cell.percent()
+    if cell is None:
+        return ""
+    if isinstance(cell, float):
+        return f"{cell:.3g}" if abs(cell) < 1e-3 and cell != 0 else f"{cell:.3f}"
+    if isinstance(cell, int):
+        return f"{cell:,}"
+    return str(cell)
+
+
+def method_sentence(method: dict[str, Any]) -> str:
+    """The sentence printed under every table: how each number was computed."""
+    if not method:
+        return ""
+    confidence = float(method.get("confidence", 0.95))
+    draws = method.get("draws", 0)
+    text = (
+        "Rates in % are corpus-level (sum of errors / sum of reference tokens). "
+        f"{round(100 * confidence)}% {method.get('interval', 'percentile')} intervals from "
+        f"{draws:,} bootstrap draws resampling {method.get('resampling_unit', '?')}s within each "
+        f"group, seed {method.get('seed')}."
+    )
+    if not draws:
+        text = "Rates in % are corpus-level (sum of errors / sum of reference tokens)."
+        text += " No intervals (--bootstrap 0)."
+    if "permutations" in method:
+        text += (
+            f" Gap p-values: {method['permutations']:,} permutations of group labels over "
+            f"{method.get('resampling_unit', '?')}s, Holm-adjusted within each grouping."
+        )
+    return text
+
+
+def _rate_fields(entry: dict[str, Any]) -> list[str]:
+    """Every field that has a matching ``<field>_ci`` is a rate: WER, CER, plugin rates."""
+    return [k for k in entry if f"{k}_ci" in entry]
+
+
+def _interval(entry: dict[str, Any], name: str) -> Interval:
+    ci = entry.get(f"{name}_ci")
+    return Interval(entry.get(name), (ci[0], ci[1]) if ci else None)
+
+
+def _footnote_marks(warnings: list[str], notes: list[str]) -> str:
+    """Short marks like ``[1,2]`` for a row; the full texts become the table's notes."""
+    marks = []
+    for warning in warnings:
+        if warning not in notes:
+            notes.append(warning)
+        marks.append(str(notes.index(warning) + 1))
+    return f"[{','.join(marks)}]" if marks else ""
+
+
+def _numbered(notes: list[str]) -> list[str]:
+    return [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
+
+
+def _entry_row(label: str, entry: dict[str, Any], rates: list[str], notes: list[str]) -> list[Cell]:
+    words = entry.get("n_ref_words")
+    errors = f"{entry['errors']:,}/{words:,}" if "errors" in entry and words is not None else ""
+    return [
+        label,
+        *[_interval(entry, r) for r in rates],
+        errors,
+        entry.get("n_utterances"),
+        entry.get("n_speakers"),
+        _footnote_marks(entry.get("warnings", []), notes),
+    ]
+
+
+def _score_tables(data: dict[str, Any]) -> list[TableView]:
+    overall = data["overall"]
+    rates = _rate_fields(overall)
+    for entries in data["groups"].values():
+        rates += [r for e in entries for r in _rate_fields(e) if r not in rates]
+    header = ["group", *[r.upper() for r in rates], "errors/words", "utts", "speakers", "note"]
+    notes: list[str] = []
+    tables = [TableView("Overall", header, [_entry_row("all", overall, rates, notes)])]
+    tables[0].notes = _numbered(notes)
+    for grouping, entries in data["groups"].items():
+        notes = []
+        rows = [_entry_row(str(e["group"]), e, rates, notes) for e in entries]
+        dropped = [d["message"] for g, d in data.get("dropped", {}).items() if g == grouping]
+        tables.append(TableView(f"By {grouping}", header, rows, _numbered(notes) + dropped))
+    for grouping, gaps in data.get("gaps", {}).items():
+        rows = [
+            [
+                f"{g['a']} vs {g['b']}",
+                g["metric"].upper(),
+                Interval(g["diff"], tuple(g["diff_ci"]) if g["diff_ci"] else None),
+                _ratio_text(g),
+                g["p_value"],
+                g["p_holm"],
+            ]
+            for g in gaps
+        ]
+        if rows:
+            columns = ["groups", "metric", "diff (pts)", "ratio", "p", "p (Holm)"]
+            tables.append(TableView(f"Gaps by {grouping}", columns, rows))
+    return tables
+
+
+def _ratio_text(g: dict[str, Any]) -> str:
+    if g["ratio"] is None:
+        return "n/a"
+    text = f"{g['ratio']:.2f}"
+    if g.get("ratio_ci"):
+        text += f" [{g['ratio_ci'][0]:.2f}, {g['ratio_ci'][1]:.2f}]"
+    return text
+
+
+def _compare_row(
+    label: str, metric: str, cmp: dict[str, Any], entry: dict[str, Any], notes: list[str]
+) -> list[Cell]:
+    diff_ci = cmp.get("diff_ci")
+    return [
+        label,
+        metric.upper(),
+        Interval(cmp.get("rate_a")),
+        Interval(cmp.get("rate_b")),
+        Interval(cmp.get("diff"), tuple(diff_ci) if diff_ci else None),
+        cmp.get("p_b_better"),
+        entry.get("n_speakers"),
+        _footnote_marks(entry.get("warnings", []), notes),
+    ]
+
+
+def _compare_tables(data: dict[str, Any]) -> list[TableView]:
+    header = ["group", "metric", "A", "B", "B - A (pts)", "P(B better)", "speakers", "note"]
+    scopes = [("Overall", [("all", data["overall"])])]
+    scopes += [(f"By {g}", [(str(e["group"]), e) for e in es]) for g, es in data["groups"].items()]
+    tables = []
+    for title, entries in scopes:
+        notes: list[str] = []
+        rows = [
+            _compare_row(label, metric, entry[metric], entry, notes)
+            for label, entry in entries
+            for metric in ("wer", "cer")
+            if metric in entry
+        ]
+        tables.append(TableView(title, header, rows, _numbered(notes)))
+    systems = data.get("systems", {})
+    tables[0].notes.append(f"A = {systems.get('a')}; B = {systems.get('b')}")
+    return tables
+
+
+def report_tables(report: Report) -> list[TableView]:
+    """Lay a report out as titled tables; row warnings become numbered notes under each."""
+    if report.kind == "compare":
+        return _compare_tables(report.data)
+    return _score_tables(report.data)
+
+
+def report_title(report: Report) -> str:
+    config = report.data.get("config", {})
+    source = config.get("input") or ", ".join(map(str, config.get("inputs", [])))
+    what = "Paired comparison" if report.kind == "compare" else "ASR fairness audit"
+    return f"{what}: {source}" if source else what

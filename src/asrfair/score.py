@@ -1,0 +1,105 @@
+"""The score stage: align each reference with its hypothesis once, keep the counts.
+
+Everything after this (rates, intervals, gaps, tests) is arithmetic on the
+per-utterance S/D/I/N counts, so no statistic ever re-aligns text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+from asrfair.text import collapse_spaces
+
+WORD_COUNTS = ("w_sub", "w_del", "w_ins", "w_n")
+CHAR_COUNTS = ("c_sub", "c_del", "c_ins", "c_n")
+COUNT_COLUMNS = WORD_COUNTS + CHAR_COUNTS
+RESERVED = ("id", "speaker", "ref", "hyp", *COUNT_COLUMNS)
+
+
+def edit_counts(ref: Sequence[str] | str, hyp: Sequence[str] | str) -> tuple[int, int, int, int]:
+    """Substitutions, deletions, insertions and reference length of one minimum alignment.
+
+    An empty reference yields its hypothesis as insertions and 0 reference tokens.
+    """
+    sub = dele = ins = 0
+    for op in Levenshtein.editops(ref, hyp):
+        if op.tag == "replace":
+            sub += 1
+        elif op.tag == "delete":
+            dele += 1
+        else:
+            ins += 1
+    return sub, dele, ins, len(ref)
+
+
+def utterance_counts(ref: str, hyp: str) -> tuple[int, ...]:
+    """Word then character counts; characters include the single spaces between words."""
+    ref, hyp = collapse_spaces(ref), collapse_spaces(hyp)
+    return edit_counts(ref.split(), hyp.split()) + edit_counts(ref, hyp)
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """One row per utterance: id, speaker, group columns, ref, hyp and the eight counts.
+
+    ``speaker`` is absent when the input named no speakers; statistics then fall back to
+    resampling utterances and say so.
+    """
+
+    frame: pd.DataFrame
+    group_columns: tuple[str, ...]
+
+    @property
+    def has_speakers(self) -> bool:
+        return "speaker" in self.frame.columns
+
+    @property
+    def word_errors(self) -> np.ndarray:
+        errors: np.ndarray = self.frame[["w_sub", "w_del", "w_ins"]].to_numpy().sum(axis=1)
+        return errors
+
+    @property
+    def char_errors(self) -> np.ndarray:
+        errors: np.ndarray = self.frame[["c_sub", "c_del", "c_ins"]].to_numpy().sum(axis=1)
+        return errors
+
+    def units(self) -> np.ndarray:
+        """The resampling unit of each row: its speaker, or the utterance itself."""
+        column = "speaker" if self.has_speakers else "id"
+        return self.frame[column].astype(str).to_numpy()
+
+
+def score(
+    transcripts: pd.DataFrame,
+    normalizer: Callable[[str], str],
+    *,
+    group_columns: Sequence[str] = (),
+) -> ScoreTable:
+    """Normalise ``ref``/``hyp`` alike, align each pair once, and return the ScoreTable."""
+    frame = transcripts.copy()
+    frame["ref"] = [normalizer(str(text)) for text in frame["ref"]]
+    frame["hyp"] = [normalizer(str(text)) for text in frame["hyp"]]
+    counts = np.array(
+        [utterance_counts(r, h) for r, h in zip(frame["ref"], frame["hyp"], strict=True)],
+        dtype=np.int64,
+    ).reshape(len(frame), len(COUNT_COLUMNS))
+    for i, name in enumerate(COUNT_COLUMNS):
+        frame[name] = counts[:, i]
+    return ScoreTable(frame.reset_index(drop=True), tuple(group_columns))
+
+
+def group_labels(frame: pd.DataFrame, grouping: str) -> pd.Series:
+    """Labels for a grouping; ``a*b`` is intersectional (``female*fr-be``). Empty -> NA."""
+    parts = grouping.split("*")
+    labels: pd.Series | None = None
+    for part in parts:
+        values = frame[part].astype("string").str.strip()
+        values = values.where(values != "")
+        labels = values if labels is None else labels + "*" + values
+    assert labels is not None
+    return labels
