@@ -41,10 +41,11 @@ DatasetLoader = Callable[[str | None], Any]
 
 @dataclass
 class LoadedPlugins:
-    """The manager plus the one-line reasons any plugin failed to load."""
+    """The manager, each plugin's distribution, and why any plugin failed to load."""
 
     pm: pluggy.PluginManager
     errors: list[str]
+    distributions: dict[str, tuple[str, str]]  # plugin name -> (package, version)
 
 
 def blocked_names() -> list[str]:
@@ -66,6 +67,7 @@ def load_plugins() -> LoadedPlugins:
     for name in blocked_names():
         pm.set_blocked(name)
     errors: list[str] = []
+    distributions: dict[str, tuple[str, str]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
@@ -78,10 +80,12 @@ def load_plugins() -> LoadedPlugins:
             )
             continue
         pm.register(plugin, name=ep.name)
+        if ep.dist is not None:
+            distributions[ep.name] = (ep.dist.name, ep.dist.version)
     for module_name in DEFAULT_PLUGINS:
         _register_module(pm, importlib.import_module(module_name), module_name)
     pm.check_pending()
-    return LoadedPlugins(pm, errors)
+    return LoadedPlugins(pm, errors, distributions)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -96,7 +100,7 @@ def _collect(kind: str, hook_name: str) -> Registry[Any]:
     """
     registry: Registry[Any] = Registry(kind)
     caller = getattr(get_plugin_manager().hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order: built-ins first
 
         def register(
             name: str, obj: object, *, help: str = "", _plugin: str = impl.plugin_name
@@ -129,20 +133,12 @@ def datasets() -> Registry[DatasetLoader]:
 
 def plugin_info() -> list[dict[str, Any]]:
     """Each registered plugin with its distribution version and the hooks it implements."""
-    pm = get_plugin_manager()
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    loaded = load_plugins()
     rows = []
-    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: str(item[0])):
+    for name, plugin in sorted(loaded.pm.list_name_plugin(), key=lambda item: str(item[0])):
         if plugin is None:  # blocked
             continue
-        dist = dists.get(id(plugin))
-        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        rows.append(
-            {
-                "name": name,
-                "package": dist.project_name if dist else "asrfair",
-                "version": dist.version if dist else __version__,
-                "hooks": hooks,
-            }
-        )
+        package, version = loaded.distributions.get(name, ("asrfair", __version__))
+        hooks = sorted(caller.name for caller in loaded.pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "package": package, "version": version, "hooks": hooks})
     return rows

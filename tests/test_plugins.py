@@ -1,0 +1,209 @@
+"""Plugins registered and unregistered inline, as in simonw/llm's tests/test_plugins.py."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pluggy
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from asrfair import cli, hookimpl, plugins
+from asrfair.errors import AsrfairError
+from asrfair.metrics import run_metrics
+from asrfair.score import score
+from asrfair.stats import StatsConfig
+from asrfair.subsets import select_subset
+from asrfair.text import identity
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture
+def registered() -> Iterator[list[object]]:
+    """Plugins appended to this list are registered for the test and unregistered after."""
+    added: list[object] = []
+    pm = plugins.get_plugin_manager()
+
+    class _Adder(list[object]):
+        def append(self, plugin: object) -> None:
+            pm.register(plugin, name=f"test-{len(self)}")
+            super().append(plugin)
+
+    adder = _Adder()
+    yield adder
+    for plugin in adder:
+        pm.unregister(plugin)
+    del added
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "speaker": ["s1", "s1", "s2"],
+            "ref": ["un deux", "trois", "quatre cinq"],
+            "hyp": ["un", "trois", "quatre six"],
+        }
+    )
+
+
+def test_hook_register_normalizers(registered: list[object]) -> None:
+    class Upper:
+        @hookimpl
+        def register_normalizers(self, register):  # type: ignore[no-untyped-def]
+            register("upper", str.upper)
+
+    registered.append(Upper())
+    assert plugins.normalizers().get("upper")("ab") == "AB"
+    assert {"cv-french", "basic", "none", "upper"} <= set(plugins.normalizers().names())
+
+
+def test_hook_register_subsets(registered: list[object]) -> None:
+    class First:
+        @hookimpl
+        def register_subsets(self, register):  # type: ignore[no-untyped-def]
+            register("first", lambda arg: lambda table, seed: np.arange(len(table)) < int(arg))
+
+    registered.append(First())
+    chosen = select_subset(_table(), "first:2")
+    assert chosen["id"].tolist() == ["a", "b"]
+
+
+def test_hook_register_metrics(registered: list[object]) -> None:
+    class HypWords:
+        @hookimpl
+        def register_metrics(self, register):  # type: ignore[no-untyped-def]
+            def hyp_words(ctx):  # type: ignore[no-untyped-def]
+                ctx.overall["hyp_words"] = int(ctx.table.frame["hyp"].str.split().str.len().sum())
+
+            register("hyp_words", hyp_words)
+
+    registered.append(HypWords())
+    report = run_metrics(score(_table(), identity), StatsConfig(n_boot=0), ["wer", "hyp_words"])
+    assert report.data["overall"]["hyp_words"] == 4
+    assert report.data["overall"]["errors"] == 2
+
+
+def test_hook_register_exporters(registered: list[object], tmp_path: Path) -> None:
+    class Headline:
+        @hookimpl
+        def register_exporters(self, register):  # type: ignore[no-untyped-def]
+            register("headline", lambda report: f"WER={report.data['overall']['wer']:.2f}\n")
+
+    registered.append(Headline())
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    result = runner.invoke(cli.app, ["score", str(path), "--format", "headline"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "WER=0.40\n"
+
+
+def test_hook_register_datasets(registered: list[object]) -> None:
+    class Toy:
+        @hookimpl
+        def register_datasets(self, register):  # type: ignore[no-untyped-def]
+            register("toy", lambda arg: pd.DataFrame({"id": [f"u{i}" for i in range(int(arg))]}))
+
+    registered.append(Toy())
+    loader, arg = plugins.datasets().resolve("toy:3")
+    assert arg == "3"
+    assert len(loader(arg)) == 3
+
+
+def test_hook_register_commands(registered: list[object]) -> None:
+    class Hello:
+        @hookimpl
+        def register_commands(self, app):  # type: ignore[no-untyped-def]
+            @app.command()
+            def hello(name: str = "world") -> None:
+                typer.echo(f"hello {name}")
+
+    registered.append(Hello())
+    app = typer.Typer()
+
+    @app.command()
+    def noop() -> None:  # a second command, so typer keeps subcommand names
+        pass
+
+    plugins.get_plugin_manager().hook.register_commands(app=app)
+    result = runner.invoke(app, ["hello", "--name", "you"])
+    assert result.exit_code == 0
+    assert result.stdout == "hello you\n"
+
+
+def test_duplicate_names_are_refused_naming_both_plugins(registered: list[object]) -> None:
+    class Clash:
+        @hookimpl
+        def register_metrics(self, register):  # type: ignore[no-untyped-def]
+            register("wer", lambda ctx: None)
+
+    registered.append(Clash())
+    with pytest.raises(AsrfairError, match=r"'wer' is registered by both .*metrics.* and 'test-0'"):
+        plugins.metrics()
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    with pytest.raises(AsrfairError) as err:
+        plugins.normalizers().get("klingon", option="--normalizer")
+    assert str(err.value) == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, none"
+
+
+def test_misspelt_hook_fails_loudly() -> None:
+    class Typo:
+        @hookimpl
+        def register_metric(self, register):  # type: ignore[no-untyped-def]
+            pass
+
+    pm = plugins.get_plugin_manager()
+    pm.register(Typo(), name="typo")
+    try:
+        with pytest.raises(pluggy.PluginValidationError, match="register_metric"):
+            pm.check_pending()
+    finally:
+        pm.unregister(name="typo")
+
+
+def test_default_plugins_are_the_declared_entry_points() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = project["project"]["entry-points"]["asrfair"]
+    assert tuple(declared) == plugins.DEFAULT_PLUGINS
+    assert all(name == value for name, value in declared.items())
+
+
+def test_block_environment_variable(fresh_plugins: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plugins.BLOCK_ENV, "asrfair.default_plugins.exporters, agebuckets")
+    names = [row["name"] for row in plugins.plugin_info()]
+    assert "asrfair.default_plugins.exporters" not in names
+    assert "agebuckets" not in names
+    assert "asrfair.default_plugins.metrics" in names
+    with pytest.raises(AsrfairError, match="unknown exporter 'json'; known: \\(none\\)"):
+        plugins.exporters().get("json")
+
+
+def test_plugin_that_fails_to_import_is_named_and_skipped(
+    fresh_plugins: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = EntryPoint(name="broken", value="asrfair_no_such_module", group="asrfair")
+    real = plugins.entry_points
+
+    def with_broken(group: str) -> list[EntryPoint]:
+        return [broken, *real(group=group)]
+
+    monkeypatch.setattr(plugins, "entry_points", with_broken)
+    loaded = plugins.load_plugins()
+    assert len(loaded.errors) == 1
+    assert loaded.errors[0].startswith("plugin 'broken' (asrfair_no_such_module) failed to import")
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    result = runner.invoke(cli.app, ["score", str(path), "--format", "json"])
+    assert result.exit_code == 0
+    assert "plugin 'broken'" in result.stderr
+    assert '"wer": 0.4' in result.stdout
