@@ -153,7 +153,10 @@ def test_duplicate_names_are_refused_naming_both_plugins(registered: list[object
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(AsrfairError) as err:
         plugins.normalizers().get("klingon", option="--normalizer")
-    assert str(err.value) == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, none"
+    assert (
+        str(err.value)
+        == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, none"
+    )
 
 
 def test_misspelt_hook_fails_loudly() -> None:

@@ -1,17 +1,17 @@
 import pandas as pd
 import pytest
-from conftest import CONFORMANCE, LVC
 
 from asrfair.score import edit_counts, score, utterance_counts
 from asrfair.text import identity
+from conftest import CONFORMANCE, LVC
 
 # Segments where sclite credits a word fragment ("a-") that plain edit distance cannot.
 FRAGMENT_SEGMENTS = {"2347-b-008", "2347-b-010"}
 
 
 def test_edit_counts_classifies_operations() -> None:
-    assert edit_counts("a b c".split(), "a x c d".split()) == (1, 0, 1, 3)
-    assert edit_counts("a b c".split(), "a".split()) == (0, 2, 0, 3)
+    assert edit_counts(["a", "b", "c"], ["a", "x", "c", "d"]) == (1, 0, 1, 3)
+    assert edit_counts(["a", "b", "c"], ["a"]) == (0, 2, 0, 3)
 
 
 def test_empty_reference_counts_hypothesis_as_insertions() -> None:
