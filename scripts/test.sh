@@ -6,6 +6,6 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[test]" -e plugins/asrfair-agebuckets
-.venv/bin/ruff check src tests plugins
+.venv/bin/ruff check src tests plugins benchmarks scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest -q

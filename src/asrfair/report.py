@@ -42,10 +42,16 @@ class Interval:
     def percent(self) -> str:
         if self.value is None:
             return "n/a"
-        text = f"{100 * self.value:.1f}"
+        text = _pct(self.value)
         if self.ci is not None:
-            text += f" [{100 * self.ci[0]:.1f}, {100 * self.ci[1]:.1f}]"
+            text += f" [{_pct(self.ci[0])}, {_pct(self.ci[1])}]"
         return text
+
+
+def _pct(fraction: float) -> str:
+    """One decimal of a percentage, never "-0.0"."""
+    text = f"{100 * fraction:.1f}"
+    return "0.0" if text == "-0.0" else text
 
 
 Cell = str | int | float | None | Interval
