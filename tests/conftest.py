@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,3 +63,85 @@ def gender_rows(n_speakers: int = 12, per_speaker: int = 5) -> list[dict[str, ob
                 }
             )
     return rows
+
+
+CV17_HEADER = [
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+]
+OLD_HEADER = [
+    "client_id",
+    "path",
+    "sentence",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accent",
+    "locale",
+    "segment",
+]
+
+
+def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32")
+    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
+
+
+def make_cv_release(
+    root: Path,
+    *,
+    n_speakers: int = 10,
+    per_speaker: int = 3,
+    old: bool = False,
+    fmt: str = "MP3",
+) -> Path:
+    """A small Common Voice-format folder: TSVs with CV 17 (or older) columns and real clips."""
+    import soundfile as sf
+
+    clips = root / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    header = OLD_HEADER if old else CV17_HEADER
+    genders = ["male", "female", ""] if old else ["male_masculine", "female_feminine", ""]
+    rows = []
+    for s in range(n_speakers):
+        for u in range(per_speaker):
+            name = f"common_voice_fr_{s:02d}{u:02d}.mp3"
+            sf.write(clips / name, tone(1.0 + 0.5 * u, 48_000), 48_000, format=fmt)
+            values = {
+                "client_id": f"client{s:02d}",
+                "path": name,
+                "sentence_id": f"sid{s}{u}",
+                "sentence": f'Il a dit "bonjour" {u} fois, n° {s}.',
+                "sentence_domain": "",
+                "up_votes": "2",
+                "down_votes": "0",
+                "age": "twenties" if s % 2 else "fifties",
+                "gender": genders[s % 3] if s < n_speakers - 1 else "other",
+                "accents": ["fr", "fr-be"][s % 2],
+                "accent": ["france", "belgique"][s % 2],
+                "variant": "",
+                "locale": "fr",
+                "segment": "",
+            }
+            rows.append([values[c] for c in header])
+    lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
+    (root / "validated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    train = [lines[0]] + [line for line in lines[1:] if "client00" not in line]
+    test = [lines[0]] + [line for line in lines[1:] if "client00" in line]
+    (root / "train.tsv").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (root / "test.tsv").write_text("\n".join(test) + "\n", encoding="utf-8")
+    (root / "dev.tsv").write_text(lines[0] + "\n", encoding="utf-8")
+    return root

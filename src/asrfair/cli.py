@@ -225,6 +225,92 @@ def compare_command(
         emit(build_compare_report(table_a, table_b, cfg, config=config), fmt, out)
 
 
+data_app = typer.Typer(
+    help="Look at and prepare datasets: Common Voice folders, HF datasets, manifests, the demo.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+DatasetArg = Annotated[
+    str,
+    typer.Argument(help="[bold]demo[/], commonvoice:PATH, hf:NAME[:CONFIG][@SPLIT], manifest:FILE"),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="[bold]speaker[/] (seeded, speaker-disjoint) or official.")
+]
+TestFracOpt = Annotated[
+    float, typer.Option("--test-fraction", help="Share of utterances (whole speakers) in test.")
+]
+
+
+@data_app.command("inspect")
+def data_inspect_command(
+    dataset: DatasetArg = "demo",
+    *,
+    groups: GroupsOpt = "gender",
+    normalizer: NormOpt = "cv-french",
+    split: SplitOpt = "speaker",
+    test_fraction: TestFracOpt = 0.2,
+    seed: SeedOpt = 0,
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+) -> None:
+    """Utterances, speakers and hours per group and split: a paper's dataset table."""
+    from asrfair.dataset import inspect_dataset
+
+    with user_errors():
+        plugins.exporters().get(fmt, option="--format")
+        normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+        report = inspect_dataset(
+            dataset,
+            normalize,
+            split_groups(groups),
+            how=split,
+            test_fraction=test_fraction,
+            seed=seed,
+        )
+        emit(report, fmt, out)
+
+
+@data_app.command("prepare")
+def data_prepare_command(
+    dataset: DatasetArg = "demo",
+    *,
+    normalizer: NormOpt = "cv-french",
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", min=0, help="Drop clips shorter than this.")
+    ] = 0.0,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="Drop clips longer than this.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Decoding processes; 0 = every core.")
+    ] = 0,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Decoded-audio cache [default: ~/.cache].")
+    ] = None,
+) -> None:
+    """Decode, downmix and resample every clip to 16 kHz into the cache (done once)."""
+    from asrfair.audio import AudioSettings, prepare_audio
+    from asrfair.dataset import prepare_metadata
+
+    with user_errors():
+        normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+        corpus = prepare_metadata(dataset, normalize, [])
+        settings = AudioSettings(min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)
+        prepared = prepare_audio(corpus.frame, settings, cache_dir)
+        hours = prepared.table["seconds"].sum() / 3600
+        from_cache = len(corpus.frame) - len(prepared.failed) - prepared.decoded
+        print(
+            f"{corpus.name}: {len(prepared.table):,} clips kept ({hours:.2f} h); "
+            f"{prepared.decoded:,} decoded, {from_cache:,} from cache, "
+            f"{len(prepared.failed):,} failed, {prepared.filtered:,} outside the duration filter"
+        )
+        for note in corpus.notes + prepared.notes:
+            _stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 @app.command("plugins")
 def plugins_command(
     *,

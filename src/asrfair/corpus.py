@@ -1,4 +1,4 @@
-"""Speaker metadata shared by every dataset: canonical demographic values.
+"""The Corpus table every dataset loader produces, and its canonical demographics.
 
 Common Voice has spelt gender three ways over its releases; a subset or a group
 must mean the same speakers whichever release the table came from.
@@ -6,7 +6,12 @@ must mean the same speakers whichever release the table came from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import pandas as pd
+
+from asrfair.errors import AsrfairError
 
 _GENDER = {
     "male": "male",
@@ -38,3 +43,85 @@ def canonical_genders(values: pd.Series) -> pd.Series:
 def is_empty(values: pd.Series) -> pd.Series:
     """Missing metadata: NaN or blank text. Such rows cannot be put in any group."""
     return values.isna() | (values.astype(str).str.strip() == "")
+
+
+# --- the Corpus table ----------------------------------------------------------------------------
+# One row per utterance. Loaders may add any demographic columns beside these.
+CORPUS_COLUMNS = ("id", "audio", "sentence", "speaker", "split")
+
+
+@dataclass
+class Corpus:
+    """A dataset as asrfair sees it, with what was dropped on the way said in ``notes``."""
+
+    name: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None) -> Corpus:
+    """Check a loader's table and make its demographics canonical (raw gender is kept)."""
+    notes = list(notes or [])
+    missing = [c for c in ("id", "audio", "sentence") if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise AsrfairError(f"dataset {name!r} has no {', '.join(missing)} column; it has: {have}")
+    frame = frame.copy()
+    frame["id"] = frame["id"].astype(str)
+    if frame["id"].duplicated().any():
+        dup = frame["id"][frame["id"].duplicated()].iloc[0]
+        raise AsrfairError(f"dataset {name!r}: utterance id {dup!r} appears more than once")
+    if "speaker" not in frame.columns:
+        frame["speaker"] = frame["id"]
+        notes.append("no speaker column: every utterance is its own speaker")
+    if "split" not in frame.columns:
+        frame["split"] = ""
+    if "gender" in frame.columns:
+        frame["gender_raw"] = frame["gender"].fillna("").astype(str)
+        frame["gender"] = canonical_genders(frame["gender"])
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].fillna("").astype(str)
+    return Corpus(name, frame.reset_index(drop=True), notes)
+
+
+def drop_empty_groups(corpus: Corpus, groupings: list[str]) -> Corpus:
+    """Rows with an empty value in a requested group column are dropped and counted."""
+    frame, notes = corpus.frame, list(corpus.notes)
+    for grouping in groupings:
+        for column in grouping.split("*"):
+            if column not in frame.columns:
+                have = ", ".join(c for c in frame.columns if c not in ("audio", "sentence"))
+                raise AsrfairError(
+                    f"--groups: dataset {corpus.name!r} has no column {column!r}; "
+                    f"columns are: {have}"
+                )
+            empty = is_empty(frame[column])
+            if empty.any():
+                notes.append(
+                    f"dropped {int(empty.sum()):,} of {len(frame):,} rows with empty {column}"
+                )
+                frame = frame.loc[~empty]
+    return Corpus(corpus.name, frame.reset_index(drop=True), notes)
+
+
+def normalise_sentences(corpus: Corpus, normalizer: Callable[[str], str]) -> Corpus:
+    """Apply the text normaliser; rows whose sentence becomes empty are dropped and counted."""
+    frame = corpus.frame.copy()
+    frame["sentence"] = [normalizer(text) for text in frame["sentence"]]
+    empty = frame["sentence"].str.strip() == ""
+    notes = list(corpus.notes)
+    if empty.any():
+        notes.append(f"dropped {int(empty.sum()):,} rows whose sentence is empty after normalising")
+    return Corpus(corpus.name, frame.loc[~empty].reset_index(drop=True), notes)
+
+
+def load_corpus(spec: str) -> Corpus:
+    """``name[:arg]`` through the dataset plugins, e.g. ``commonvoice:/data/cv-corpus-17.0/fr``."""
+    from asrfair import plugins
+
+    loader, arg = plugins.datasets().resolve(spec, option="--dataset")
+    loaded = loader(arg)
+    if isinstance(loaded, Corpus):
+        return finish_corpus(loaded.name, loaded.frame, loaded.notes)
+    return finish_corpus(spec, loaded)

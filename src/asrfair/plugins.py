@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "asrfair.default_plugins.subsets",
     "asrfair.default_plugins.metrics",
     "asrfair.default_plugins.exporters",
+    "asrfair.default_plugins.datasets",
 )
 
 Normalizer = Callable[[str], str]

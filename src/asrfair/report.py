@@ -81,6 +81,8 @@ def method_sentence(method: dict[str, Any]) -> str:
     """The sentence printed under every table: how each number was computed."""
     if not method:
         return ""
+    if "draws" not in method and "split" in method:
+        return f"Split: {method['split']}. Hours from clip durations."
     confidence = float(method.get("confidence", 0.95))
     draws = method.get("draws", 0)
     text = (
@@ -213,15 +215,35 @@ def _compare_tables(data: dict[str, Any]) -> list[TableView]:
     return tables
 
 
+def _inspect_values(row: dict[str, Any]) -> list[Cell]:
+    return [row["n_utterances"], row["n_speakers"], f"{row['hours']:.2f}"]
+
+
+def _inspect_tables(data: dict[str, Any]) -> list[TableView]:
+    columns = ["utterances", "speakers", "hours"]
+    splits: list[list[Cell]] = [[r["split"], *_inspect_values(r)] for r in data["splits"]]
+    tables = [TableView("Splits", ["split", *columns], splits)]
+    for grouping, rows in data["groups"].items():
+        body: list[list[Cell]] = [[r["group"], r["split"], *_inspect_values(r)] for r in rows]
+        tables.append(TableView(f"By {grouping}", ["group", "split", *columns], body))
+    return tables
+
+
 def report_tables(report: Report) -> list[TableView]:
     """Lay a report out as titled tables; row warnings become numbered notes under each."""
     if report.kind == "compare":
         return _compare_tables(report.data)
+    if report.kind == "inspect":
+        return _inspect_tables(report.data)
     return _score_tables(report.data)
 
 
 def report_title(report: Report) -> str:
     config = report.data.get("config", {})
     source = config.get("input") or ", ".join(map(str, config.get("inputs", [])))
-    what = "Paired comparison" if report.kind == "compare" else "ASR fairness audit"
+    what = {"compare": "Paired comparison", "inspect": "Dataset"}.get(
+        report.kind, "ASR fairness audit"
+    )
+    if report.kind == "inspect":
+        source = str(report.data.get("dataset", ""))
     return f"{what}: {source}" if source else what

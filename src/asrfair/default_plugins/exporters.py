@@ -146,6 +146,12 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
                 add(scope, group, key, value, entry.get(f"{key}_ci"))
 
     data = report.data
+    if report.kind == "inspect":
+        for scope, rows_ in [("splits", data["splits"]), *data["groups"].items()]:
+            for row in rows_:
+                for key in ("n_utterances", "n_speakers", "hours"):
+                    add(scope, row.get("group", "all"), f"{row['split']}.{key}", row[key])
+        return rows
     add_entry("overall", "all", data["overall"])
     for grouping, entries in data["groups"].items():
         for entry in entries:

@@ -1,0 +1,300 @@
+"""Datasets, the audio stage and splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from asrfair import audio
+from asrfair.audio import AudioSettings, prepare_audio
+from asrfair.cli import app
+from asrfair.corpus import drop_empty_groups, load_corpus, normalise_sentences
+from asrfair.errors import AsrfairError
+from asrfair.split import make_split
+from asrfair.subsets import select_subset
+from asrfair.text import cv_french
+from conftest import make_cv_release, tone
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cv17(tmp_path: Path) -> Path:
+    return make_cv_release(tmp_path / "cv17")
+
+
+# --- loaders -------------------------------------------------------------------------------------
+def test_commonvoice_reads_a_cv17_release(cv17: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}")
+    frame = corpus.frame
+    assert len(frame) == 30
+    assert set(frame["split"]) == {"train", "test"}
+    assert (frame.loc[frame["speaker"] == "client00", "split"] == "test").all()
+    first = frame.set_index("id").loc["common_voice_fr_0000"]
+    assert first["sentence"] == 'Il a dit "bonjour" 0 fois, n° 0.'  # quotes kept
+    assert set(frame["gender"]) == {"male", "female", "", "other"}
+    assert set(frame["gender_raw"]) == {"male_masculine", "female_feminine", "", "other"}
+    assert Path(frame["audio"].iloc[0]).is_file()
+
+
+def test_commonvoice_reads_an_older_release(tmp_path: Path) -> None:
+    root = make_cv_release(tmp_path / "cv9", old=True)
+    frame = load_corpus(f"commonvoice:{root}").frame
+    assert "accents" in frame.columns and "accent" not in frame.columns
+    assert set(frame["gender"]) == {"male", "female", "", "other"}
+
+
+def test_not_a_cv_release_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    with pytest.raises(AsrfairError, match=r"not a Common Voice release folder; missing: "
+                       r"train.tsv, test.tsv, clips/"):  # fmt: skip
+        load_corpus(f"commonvoice:{tmp_path / 'x'}")
+
+
+def test_tsv_row_with_too_many_fields_is_skipped_and_counted(cv17: Path) -> None:
+    tsv = cv17 / "validated.tsv"
+    lines = tsv.read_text(encoding="utf-8").splitlines()
+    lines[3] += "\textra"
+    tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = load_corpus(f"commonvoice:{cv17}")
+    assert any(
+        n.startswith("validated.tsv: skipped 1 malformed row(s); first: line 4 has 14 fields")
+        for n in corpus.notes
+    )
+
+
+def test_manifest_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", tone(1.0, 16_000), 16_000)
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"path": ["wavs/a.wav"], "text": ["Bonjour"], "speaker": ["s"]}).to_csv(
+        manifest, index=False
+    )
+    frame = load_corpus(f"manifest:{manifest}").frame
+    assert frame["audio"].iloc[0] == str((tmp_path / "wavs" / "a.wav").resolve())
+    assert frame[["id", "sentence", "speaker"]].iloc[0].tolist() == ["a", "Bonjour", "s"]
+
+
+def test_hf_dataset_from_disk_is_read_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    sf.write(tmp_path / "a.wav", tone(0.5, 16_000), 16_000)
+    ds = datasets.Dataset.from_dict(
+        {"audio": [str(tmp_path / "a.wav")] * 2, "text": ["un", "deux"], "client_id": ["s1", "s2"]}
+    ).cast_column("audio", datasets.Audio(decode=False))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "hf"))
+    frame = load_corpus(f"hf:{tmp_path / 'hf'}@test").frame
+    assert frame["sentence"].tolist() == ["un", "deux"]
+    assert frame["speaker"].tolist() == ["s1", "s2"]
+    assert set(frame["split"]) == {"test"}
+    # the audio came back as embedded bytes, written once to a file our audio stage can read
+    assert audio.decode(frame["audio"].iloc[0]).shape == (8000,)
+    with pytest.raises(AsrfairError, match="no split 'dev'; splits are: train, test"):
+        load_corpus(f"hf:{tmp_path / 'hf'}@dev")
+
+
+def test_hf_hub_id_without_network_says_how_to_pass_a_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("Couldn't reach 'someone/no-such-dataset' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(AsrfairError) as err:
+        load_corpus("hf:someone/no-such-dataset")
+    assert str(err.value) == (
+        "hf:someone/no-such-dataset: cannot load (ConnectionError: Couldn't reach "
+        "'someone/no-such-dataset' on the Hub); without network, pass a folder saved with "
+        "Dataset.save_to_disk"
+    )
+
+
+def test_demo_is_a_cv_release() -> None:
+    corpus = load_corpus("demo")
+    frame = corpus.frame
+    assert len(frame) >= 480
+    assert frame["speaker"].nunique() >= 12
+    assert set(frame["gender"]) == {"male", "female"}
+    assert set(frame["accents"]) == {"fr", "fr-be", "fr-ch"}
+    by_split = frame.groupby("split")["speaker"].agg(set)
+    assert not (by_split["train"] & by_split["test"]) and not (by_split["dev"] & by_split["test"])
+    assert frame.groupby("speaker").size().min() >= 40
+    assert frame["sentence"].nunique() >= 250
+
+
+# --- demographics and text ---------------------------------------------------------------------
+def test_empty_group_values_are_dropped_and_counted(cv17: Path) -> None:
+    corpus = drop_empty_groups(load_corpus(f"commonvoice:{cv17}"), ["gender"])
+    assert "dropped 9 of 30 rows with empty gender" in corpus.notes
+    assert (corpus.frame["gender"] != "").all()
+
+
+def test_absent_group_column_lists_the_columns(cv17: Path) -> None:
+    with pytest.raises(AsrfairError, match=r"has no column 'ethnicity'; columns are: .*gender"):
+        drop_empty_groups(load_corpus(f"commonvoice:{cv17}"), ["gender*ethnicity"])
+
+
+def test_sentences_empty_after_normalising_are_dropped(cv17: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}")
+    corpus.frame.loc[0, "sentence"] = "« 42 ! »"
+    out = normalise_sentences(corpus, cv_french)
+    assert len(out.frame) == 29
+    assert "dropped 1 rows whose sentence is empty after normalising" in out.notes
+    assert out.frame["sentence"].iloc[0] == "il a dit bonjour fois n"
+
+
+# --- audio ---------------------------------------------------------------------------------------
+def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
+    sf.write(tmp_path / "stereo.flac", tone(2.0, 44_100, channels=2), 44_100)
+    sf.write(tmp_path / "narrow.wav", tone(1.0, 8_000), 8_000)
+    stereo = audio.decode(tmp_path / "stereo.flac")
+    narrow = audio.decode(tmp_path / "narrow.wav")
+    assert stereo.dtype == np.float32 and stereo.ndim == 1 and stereo.shape[0] == 32_000
+    assert narrow.shape[0] == 16_000
+    assert 0.25 < float(np.abs(stereo).max()) < 0.35  # same level as one channel
+
+
+def test_prepare_skips_missing_and_corrupt_clips(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    (cv17 / "clips" / corpus["audio"].iloc[0].split("/")[-1]).unlink()
+    Path(corpus["audio"].iloc[1]).write_bytes(b"ID3 this is not an mp3 at all" * 10)
+    prepared = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert len(prepared.table) == 28
+    assert len(prepared.failed) == 2
+    assert prepared.failed[0].startswith("missing file ")
+    assert prepared.failed[1].startswith("cannot decode ")
+    assert prepared.notes[0].startswith("skipped 2 clip(s) that could not be read")
+
+
+def test_prepare_stops_when_every_clip_fails(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": ["a", "b"], "audio": [str(tmp_path / "x.mp3"), "y.mp3"]})
+    with pytest.raises(AsrfairError, match="every one of 2 clips failed to load; first: missing"):
+        prepare_audio(frame, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+
+
+def test_second_preparation_decodes_nothing(
+    cv17: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    settings = AudioSettings(workers=2)
+    first = prepare_audio(corpus, settings, tmp_path / "cache", progress=False)
+    assert first.decoded == 30
+
+    def no_decoding(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(audio, "decode", no_decoding)
+    second = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert second.decoded == 0 and not second.failed
+    pd.testing.assert_frame_equal(first.table, second.table)
+    wave = second.waveform(corpus["id"].iloc[1])
+    assert isinstance(wave, np.memmap) and wave.shape == (24_000,)
+
+
+def test_changed_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame.iloc[:2]
+    prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    sf.write(corpus["audio"].iloc[0], tone(3.0, 48_000), 48_000, format="MP3")
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 1
+    assert again.table["seconds"].iloc[0] == pytest.approx(3.0, abs=0.1)
+
+
+def test_duration_filter(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    settings = AudioSettings(min_seconds=1.2, max_seconds=1.8, workers=1)
+    prepared = prepare_audio(corpus, settings, tmp_path / "cache", progress=False)
+    assert prepared.table["seconds"].between(1.2, 1.8).all()
+    assert len(prepared.table) == 10 and prepared.filtered == 20
+
+
+# --- splits --------------------------------------------------------------------------------------
+def _speakers(frame: pd.DataFrame, ids: list[str]) -> set[str]:
+    return set(frame.loc[frame["id"].isin(ids), "speaker"])
+
+
+def test_speaker_split_is_disjoint_deterministic_and_stratified() -> None:
+    frame = load_corpus("demo").frame.sample(frac=1.0, random_state=3)  # order must not matter
+    split = make_split(frame, stratify=["gender"], seed=5)
+    again = make_split(load_corpus("demo").frame, stratify=["gender"], seed=5)
+    other = make_split(frame, stratify=["gender"], seed=6)
+    train, test = split.ids("train"), split.ids("test")
+    assert not _speakers(frame, train) & _speakers(frame, test)
+    assert len(train) + len(test) == len(frame)
+    assert test == again.ids("test")
+    assert test != other.ids("test")
+    assert 0.15 <= len(test) / len(frame) <= 0.3
+    assert set(frame.loc[frame["id"].isin(test), "gender"]) == {"male", "female"}
+
+
+def test_test_set_does_not_depend_on_the_training_subset() -> None:
+    frame = load_corpus("demo").frame
+    split = make_split(frame, stratify=["gender"], seed=0)
+    test = split.ids("test")
+    train_side = frame[frame["id"].isin(split.ids("train"))]
+    for subset in ("all", "half", "male", "female", "accents=fr-ch"):
+        chosen = select_subset(train_side, subset, seed=0)
+        assert not set(chosen["id"]) & set(test)
+        assert make_split(frame, stratify=["gender"], seed=0).ids("test") == test
+
+
+def test_split_warns_when_a_group_has_no_test_speakers(cv17: Path) -> None:
+    frame = load_corpus(f"commonvoice:{cv17}").frame
+    split = make_split(frame, stratify=["gender"], seed=0)
+    assert "other: only 1 speaker, so no test speakers for it" in split.notes
+    assert "warning: gender=other has no test speakers" in split.notes
+
+
+def test_official_split(cv17: Path) -> None:
+    frame = load_corpus(f"commonvoice:{cv17}").frame
+    split = make_split(frame, "official")
+    assert _speakers(frame, split.ids("test")) == {"client00"}
+    with pytest.raises(AsrfairError, match="--split 'random'"):
+        make_split(frame, "random")
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def test_data_inspect_demo() -> None:
+    result = runner.invoke(app, ["data", "inspect", "demo", "--groups", "gender,accents"])
+    assert result.exit_code == 0, result.output
+    assert "By gender" in result.stdout and "By accents" in result.stdout
+    assert "speaker-disjoint, test fraction 0.2, seed 0" in result.stdout
+
+
+def test_data_inspect_cv_folder_json_and_latex(cv17: Path) -> None:
+    args = ["data", "inspect", f"commonvoice:{cv17}", "--groups", "gender", "--split", "official"]
+    result = runner.invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["warnings"][0] == "dropped 9 of 30 rows with empty gender"
+    rows = {(r["group"], r["split"]): r for r in data["groups"]["gender"]}
+    assert rows[("male", "test")]["n_speakers"] == 1
+    assert rows[("male", "test")]["hours"] == pytest.approx(4.5 / 3600, abs=2e-4)
+    latex = runner.invoke(app, [*args, "--format", "latex"]).stdout
+    assert "\\toprule" in latex and "Split: official." in latex
+
+
+def test_data_inspect_bad_dataset_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "inspect", "cv:/nowhere"])
+    assert result.exit_code == 2
+    assert (
+        "--dataset: unknown dataset 'cv'; known: commonvoice, demo, hf, manifest" in result.stderr
+    )
+
+
+def test_data_prepare_reports_counts(cv17: Path, tmp_path: Path) -> None:
+    args = ["data", "prepare", f"commonvoice:{cv17}", "--cache-dir", str(tmp_path / "c")]
+    first = runner.invoke(app, [*args, "--workers", "1"])
+    second = runner.invoke(app, [*args, "--max-seconds", "1.8"])
+    assert first.exit_code == 0, first.output
+    assert "30 clips kept" in first.stdout and "30 decoded, 0 from cache" in first.stdout
+    assert "20 clips kept" in second.stdout and "0 decoded, 30 from cache" in second.stdout
+    assert "10 outside the duration filter" in second.stdout
