@@ -137,7 +137,8 @@ def demo_voices(rng: np.random.Generator) -> list[Voice]:
                     name=f"demo-{gender[0]}{i:02d}",
                     variant=variants[i],
                     gender=gender,
-                    accent=ACCENTS[i % 3],
+                    # Offset by gender so that the test voices (ranks 10, 11) cover all accents.
+                    accent=ACCENTS[(i + (gender[0] == "f")) % 3],
                     speed=int(rng.integers(145, 186)),
                     pitch=int(rng.integers(35, 66)),
                     age=str(rng.choice(AGES)),
