@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import soxr
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from asrfair.errors import AsrfairError
@@ -125,6 +126,7 @@ def _progress(enabled: bool) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays clean for reports and --json
         disable=not enabled,
         transient=True,
     )
