@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Tests never reach a model hub: fail at once instead of retrying a network that is not there.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "sclite"
 LVC = CONFORMANCE / "lvc_hyp.csv"
@@ -145,3 +150,34 @@ def make_cv_release(
     (root / "test.tsv").write_text("\n".join(test) + "\n", encoding="utf-8")
     (root / "dev.tsv").write_text(lines[0] + "\n", encoding="utf-8")
     return root
+
+
+def make_tiny_model(folder: Path, feat_extract_norm: str = "layer") -> Path:
+    """A real, randomly initialised Wav2Vec2ForCTC small enough for unit tests, with processor."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from asrfair.train import PAD, build_vocab, make_processor
+
+    letters = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
+    vocab = build_vocab([letters])
+    processor = make_processor(vocab, folder, feat_extract_norm)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        pad_token_id=vocab[PAD],
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=feat_extract_norm,
+        do_stable_layer_norm=feat_extract_norm == "layer",
+        mask_time_prob=0.0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -311,6 +311,139 @@ def data_prepare_command(
             _stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
+def _default_out(subset: str) -> Path:
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in subset)
+    return Path("runs") / f"{stamp}-{safe}"
+
+
+@app.command("audit")
+def audit_command(
+    *,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="demo, commonvoice:PATH, hf:NAME, manifest:FILE.")
+    ] = "demo",
+    model: Annotated[
+        str, typer.Option("--model", help="Wav2Vec2ForCTC folder [default: the demo checkpoint].")
+    ] = "",
+    train_subset: Annotated[
+        str,
+        typer.Option("--train-subset", help="all, half, fraction:F, male, female, COL=VALUE..."),
+    ] = "all",
+    groups: GroupsOpt = "gender",
+    no_train: Annotated[
+        bool, typer.Option("--no-train", help="Audit the checkpoint as it is.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder [default: runs/<timestamp>-<subset>]."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")
+    ] = False,
+    normalizer: NormOpt = "cv-french",
+    split: SplitOpt = "speaker",
+    test_fraction: TestFracOpt = 0.2,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0)] = 0.0,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds")] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Training epochs.")] = 4.0,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps.")] = -1,
+    learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.005,
+    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-device batch.")] = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    eval_steps: Annotated[int, typer.Option("--eval-steps", help="0: no evaluation.")] = 0,
+    save_steps: Annotated[int, typer.Option("--save-steps")] = 100,
+    logging_steps: Annotated[int, typer.Option("--logging-steps")] = 10,
+    mask_time_prob: Annotated[float, typer.Option("--mask-time-prob")] = 0.05,
+    layerdrop: Annotated[float, typer.Option("--layerdrop")] = 0.0,
+    hidden_dropout: Annotated[float, typer.Option("--hidden-dropout")] = 0.0,
+    attention_dropout: Annotated[float, typer.Option("--attention-dropout")] = 0.0,
+    activation_dropout: Annotated[float, typer.Option("--activation-dropout")] = 0.0,
+    feat_proj_dropout: Annotated[float, typer.Option("--feat-proj-dropout")] = 0.0,
+    final_dropout: Annotated[float, typer.Option("--final-dropout")] = 0.0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    batch_seconds: Annotated[
+        float, typer.Option("--batch-seconds", help="Padded audio per inference batch.")
+    ] = 60.0,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Audio decoding processes.")] = 0,
+    bootstrap: BootOpt = 10_000,
+    permutations: PermOpt = 10_000,
+    seed: SeedOpt = 0,
+    confidence: ConfOpt = 0.95,
+    min_speakers: MinSpkOpt = 10,
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
+    ] = ",".join(DEFAULT_METRICS),
+    fmt: FormatOpt = "rich",
+) -> None:
+    """Fine-tune on a training subset, transcribe the fixed test set, report per-group WER/CER."""
+    from asrfair.audit import AuditOptions, RunSettings, run_audit
+    from asrfair.train import TrainConfig
+
+    with user_errors():
+        plugins.exporters().get(fmt, option="--format")
+        train = TrainConfig(
+            epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            gradient_checkpointing=gradient_checkpointing,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            logging_steps=logging_steps,
+            mask_time_prob=mask_time_prob,
+            layerdrop=layerdrop,
+            hidden_dropout=hidden_dropout,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            feat_proj_dropout=feat_proj_dropout,
+            final_dropout=final_dropout,
+            seed=seed,
+        )
+        options = AuditOptions(
+            dataset=dataset,
+            model=model,
+            train_subset=train_subset,
+            groups=tuple(split_groups(groups)),
+            no_train=no_train,
+            normalizer=normalizer,
+            split=split,
+            test_fraction=test_fraction,
+            seed=seed,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            train=train,
+        )
+        run_dir = out or _default_out(train_subset)
+        settings = RunSettings(
+            out=run_dir,
+            resume=resume,
+            device=device,
+            workers=workers,
+            batch_seconds=batch_seconds,
+            stats=StatsConfig(bootstrap, permutations, seed, confidence, min_speakers),
+            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        )
+        try:
+            report = run_audit(options, settings)
+        except KeyboardInterrupt:
+            _stderr().print(
+                f"[yellow]interrupted:[/] continue with --resume --out {run_dir}", highlight=False
+            )
+            raise typer.Exit(130) from None
+        if report is not None:  # rank 0
+            emit(report, fmt, None)
+            _stderr().print(f"run folder: {run_dir}", highlight=False)
+
+
 @app.command("plugins")
 def plugins_command(
     *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import RenderableType
@@ -229,12 +230,33 @@ def _inspect_tables(data: dict[str, Any]) -> list[TableView]:
     return tables
 
 
+def _run_tables(run: dict[str, Any]) -> list[TableView]:
+    """The head of an audit report: what was trained on what, and how much of each group."""
+    subset = run["train_subset"] + (" (not used: --no-train)" if run.get("no_train") else "")
+    rows: list[list[Cell]] = [
+        ["model", run["model"]],
+        ["dataset", run["dataset"]],
+        ["training subset", subset],
+        ["split", run["split"]],
+    ]
+    tables = [TableView("Run", ["field", "value"], rows)]
+    total = run["subset_total"]
+    for grouping, sizes in run["subset_size"].items():
+        body: list[list[Cell]] = [[r["group"], *_inspect_values(r)] for r in sizes]
+        body.append(["all", *_inspect_values(total)])
+        title = f"Training subset '{run['train_subset']}' by {grouping}"
+        tables.append(TableView(title, ["group", "utterances", "speakers", "hours"], body))
+    return tables
+
+
 def report_tables(report: Report) -> list[TableView]:
     """Lay a report out as titled tables; row warnings become numbered notes under each."""
     if report.kind == "compare":
         return _compare_tables(report.data)
     if report.kind == "inspect":
         return _inspect_tables(report.data)
+    if report.kind == "audit" and "run" in report.data:
+        return _run_tables(report.data["run"]) + _score_tables(report.data)
     return _score_tables(report.data)
 
 
@@ -246,4 +268,7 @@ def report_title(report: Report) -> str:
     )
     if report.kind == "inspect":
         source = str(report.data.get("dataset", ""))
+    if report.kind == "audit" and "run" in report.data:
+        run = report.data["run"]
+        source = f"{Path(run['model']).name or run['model']} on {run['dataset']}, test set"
     return f"{what}: {source}" if source else what

@@ -124,7 +124,7 @@ def _missing_test_groups(frame: pd.DataFrame, split: Split, groupings: Sequence[
         labels = group_labels(frame, grouping)
         for value in sorted(labels.dropna().unique()):
             if not (in_test & (labels == value)).any():
-                notes.append(f"warning: {grouping}={value} has no test speakers")
+                notes.append(f"{grouping}={value} has no test speakers")
     return notes
 
 

@@ -45,7 +45,7 @@ def to_rich(report: Report) -> RenderableType:
         header, rows = _cells(view)
         table = Table(title=view.title, title_justify="left", header_style="bold")
         for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i == 0 or name == "notes" else "right")
+            table.add_column(name, justify="left" if i == 0 or name == "value" else "right")
         for row in rows:
             table.add_row(*row)
         parts.append(table)

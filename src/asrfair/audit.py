@@ -1,0 +1,408 @@
+"""One audit run: prepare, split, select the subset, fine-tune, transcribe, score, report.
+
+Everything is written into the run directory as it is produced (config, splits,
+model, predictions, metrics, reports), so an interrupted run resumes with
+``--resume`` and a finished one can be re-rendered or checked later. Under
+``torchrun``/``accelerate launch`` every rank trains and transcribes its shard;
+rank 0 alone writes the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from asrfair import __version__, plugins
+from asrfair.audio import AudioSettings, prepare_audio
+from asrfair.corpus import Corpus
+from asrfair.dataset import prepare_metadata
+from asrfair.errors import AsrfairError
+from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device, transcribe_to_file
+from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.report import Report
+from asrfair.score import COUNT_COLUMNS, ScoreTable, utterance_counts
+from asrfair.split import Split, make_split, write_split
+from asrfair.stats import StatsConfig
+from asrfair.subsets import select_subset
+from asrfair.train import (
+    TrainConfig,
+    choose_vocab,
+    fine_tune,
+    load_model,
+    load_processor,
+    make_processor,
+    training_table,
+    unknown_characters,
+)
+
+
+def demo_model() -> str:
+    from importlib.resources import files
+
+    return str(files("asrfair") / "demo" / "model")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What decides a run's results; all of it is written to config.json."""
+
+    dataset: str = "demo"
+    model: str = ""  # "" means the bundled demo checkpoint
+    train_subset: str = "all"
+    groups: tuple[str, ...] = ("gender",)
+    no_train: bool = False
+    normalizer: str = "cv-french"
+    split: str = "speaker"
+    test_fraction: float = 0.2
+    seed: int = 0
+    min_seconds: float = 0.0
+    max_seconds: float | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def resolved_model(self) -> str:
+        return self.model or demo_model()
+
+    def identity(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["groups"] = list(self.groups)
+        data["model"] = self.resolved_model()
+        return data
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is executed and reported; changing these never changes its predictions."""
+
+    out: Path
+    resume: bool = False
+    device: str = "auto"
+    workers: int = 0
+    batch_seconds: float = 60.0
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    progress: bool = True
+
+
+def quiet_libraries() -> None:
+    """transformers and datasets print their own bars and notices; asrfair shows one progress."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def versions() -> dict[str, str]:
+    import datasets
+    import torch
+    import transformers
+
+    return {
+        "asrfair": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
+    """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise AsrfairError(
+                f"--out {out} exists and is not an asrfair run; choose another --out"
+            )
+        return
+    stored = json.loads(config_path.read_text(encoding="utf-8")).get("options", {})
+    current = json.loads(json.dumps(options.identity()))
+    if not resume:
+        raise AsrfairError(
+            f"--out {out} already holds a run; add --resume to continue it, or choose another --out"
+        )
+    differs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if differs:
+        raise AsrfairError(
+            f"--resume: {out} was made with other options ({', '.join(differs)} differ); "
+            "use the same options or another --out"
+        )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Utterances, speakers and hours per group: the training subset's size, for the report."""
+    from asrfair.score import group_labels
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for grouping in groups:
+        labels = group_labels(frame, grouping)
+        rows = []
+        for name in sorted(labels.dropna().unique()):
+            part = frame[labels == name]
+            rows.append(
+                {
+                    "group": str(name),
+                    "n_utterances": len(part),
+                    "n_speakers": int(part["speaker"].nunique()),
+                    "hours": round(float(part["seconds"].sum()) / 3600, 4),
+                }
+            )
+        out[grouping] = rows
+    return out
+
+
+@dataclass
+class Prepared:
+    corpus: Corpus
+    frame: pd.DataFrame  # corpus rows with audio, plus cache/n_samples/seconds
+    split: Split
+    subset: pd.DataFrame
+    notes: list[str]
+
+
+def prepare(options: AuditOptions, settings: RunSettings, state: Any) -> Prepared:
+    normalize = plugins.normalizers().get(options.normalizer, option="--normalizer")
+    corpus = prepare_metadata(options.dataset, normalize, list(options.groups))
+    audio = AudioSettings(
+        min_seconds=options.min_seconds,
+        max_seconds=options.max_seconds,
+        workers=settings.workers,
+    )
+    with state.main_process_first():  # rank 0 fills the cache; the others then read it
+        prepared = prepare_audio(
+            corpus.frame, audio, progress=settings.progress and state.is_main_process
+        )
+    frame = corpus.frame.merge(prepared.table, on="id", how="inner")
+    split = make_split(
+        frame,
+        options.split,
+        test_fraction=options.test_fraction,
+        seed=options.seed,
+        stratify=list(options.groups),
+    )
+    train_side = frame[frame["id"].isin(split.ids("train"))]
+    subset = select_subset(train_side, options.train_subset, seed=options.seed)
+    return Prepared(corpus, frame, split, subset, corpus.notes + prepared.notes + split.notes)
+
+
+def _train(options: AuditOptions, settings: RunSettings, data: Prepared, state: Any) -> str:
+    """Fine-tune unless ``--no-train`` or a finished model is already in the run directory."""
+    model_dir = settings.out / "model"
+    if options.no_train:
+        return options.resolved_model()
+    if (model_dir / "model.safetensors").is_file() and settings.resume:
+        return str(model_dir)
+    vocab, reinit = choose_vocab(options.resolved_model(), list(data.frame["sentence"]))
+    config_norm = _feat_extract_norm(options.resolved_model())
+    processor = make_processor(vocab, settings.out / "processor", config_norm)
+    net = load_model(options.resolved_model(), vocab, options.train, reinit_head=reinit)
+    table = training_table(
+        data.subset["cache"], data.subset["n_samples"], data.subset["sentence"], processor
+    )
+    fine_tune(
+        net,
+        processor,
+        table,
+        options.train,
+        work_dir=settings.out / "checkpoints",
+        model_dir=model_dir,
+        device=settings.device,
+        is_main=state.is_main_process,
+    )
+    state.wait_for_everyone()
+    return str(model_dir)
+
+
+def _feat_extract_norm(model: str) -> str:
+    from transformers import Wav2Vec2Config
+
+    try:
+        return str(Wav2Vec2Config.from_pretrained(model).feat_extract_norm)
+    except Exception:
+        from asrfair.train import _hub_error
+
+        raise _hub_error(model, RuntimeError("config.json could not be read")) from None
+
+
+def _transcribe(model_path: str, settings: RunSettings, data: Prepared, state: Any) -> Path:
+    from transformers import Wav2Vec2ForCTC
+
+    from asrfair.train import _hub_error
+
+    try:
+        net = Wav2Vec2ForCTC.from_pretrained(model_path)
+        processor = load_processor(model_path)
+    except Exception as exc:
+        raise _hub_error(model_path, exc) from None
+    test = data.frame[data.frame["id"].isin(data.split.ids("test"))].set_index("id")
+    clips = [
+        Clip(str(i), str(c), int(n))
+        for i, c, n in zip(test.index, test["cache"], test["n_samples"], strict=True)
+    ]
+    rows: dict[str, Any] = dict(zip(test.index.astype(str), test.to_dict("records"), strict=True))
+    merged = settings.out / "predictions.jsonl"
+    world, rank = state.num_processes, state.process_index
+    target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
+    finished = done_ids(merged)
+    clips = [c for c in clips if c.id not in finished]
+    transcriber = Transcriber(net, processor, pick_device(settings.device))
+    transcribe_to_file(
+        transcriber,
+        clips,
+        target,
+        batch_seconds=settings.batch_seconds,
+        extra=lambda utt, hyp: _record(rows[utt], hyp),
+        shard=(rank, world),
+        progress=settings.progress and state.is_main_process,
+    )
+    state.wait_for_everyone()
+    if world > 1 and state.is_main_process:
+        _merge_shards(settings.out, world)
+    return merged
+
+
+def _record(row: dict[str, Any], hyp: str) -> dict[str, Any]:
+    counts = utterance_counts(row["sentence"], hyp)
+    record: dict[str, Any] = {"speaker": row["speaker"], "ref": row["sentence"]}
+    record.update({c: row[c] for c in ("gender", "accents", "age") if c in row})
+    record.update(dict(zip(COUNT_COLUMNS, counts, strict=True)))
+    return record
+
+
+def _merge_shards(out: Path, world: int) -> None:
+    merged = out / "predictions.jsonl"
+    seen = done_ids(merged)
+    with merged.open("a", encoding="utf-8") as handle:
+        for rank in range(world):
+            shard = out / f"predictions.rank{rank}.jsonl"
+            if not shard.is_file():
+                continue
+            for record in iter_records(shard):
+                if record["id"] not in seen:
+                    seen.add(record["id"])
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            shard.unlink()
+
+
+def score_predictions(path: Path, frame: pd.DataFrame, groups: tuple[str, ...]) -> ScoreTable:
+    """The ScoreTable from predictions.jsonl, with group columns from the corpus."""
+    records = pd.DataFrame(list(iter_records(path)))
+    columns = ["id", "speaker", *sorted({c for g in groups for c in g.split("*")})]
+    meta = frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]
+    table = records[["id", "ref", "hyp", *COUNT_COLUMNS]].merge(meta, on="id", how="left")
+    return ScoreTable(table.reset_index(drop=True), tuple(groups))
+
+
+def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
+    """Run (or resume) an audit; returns the Report on rank 0 and None on other ranks."""
+    from accelerate import PartialState
+
+    quiet_libraries()
+    # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
+    state = PartialState(cpu=pick_device(settings.device).type == "cpu")
+    out = settings.out
+    timings: dict[str, float] = {}
+    if state.is_main_process:
+        check_run_dir(out, options, settings.resume)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(
+            out / "config.json",
+            {
+                "options": options.identity(),
+                "settings": {
+                    "device": settings.device,
+                    "batch_seconds": settings.batch_seconds,
+                    "stats": asdict(settings.stats),
+                    "metrics": list(settings.metrics),
+                },
+                "versions": versions(),
+                "seed": options.seed,
+            },
+        )
+    state.wait_for_everyone()
+    start = time.perf_counter()
+    data = prepare(options, settings, state)
+    timings["prepare_s"] = time.perf_counter() - start
+    if state.is_main_process:
+        write_split(data.split, out / "splits")
+        (out / "splits" / "subset.txt").write_text(
+            "\n".join(sorted(data.subset["id"])) + "\n", encoding="utf-8"
+        )
+    start = time.perf_counter()
+    model_path = _train(options, settings, data, state)
+    timings["train_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    predictions = _transcribe(model_path, settings, data, state)
+    timings["infer_s"] = time.perf_counter() - start
+    if not state.is_main_process:
+        return None
+    return _report(options, settings, data, predictions, model_path, timings)
+
+
+def _report(
+    options: AuditOptions,
+    settings: RunSettings,
+    data: Prepared,
+    predictions: Path,
+    model_path: str,
+    timings: dict[str, float],
+) -> Report:
+    table = score_predictions(predictions, data.frame, options.groups)
+    processor = load_processor(model_path)
+    unknown = unknown_characters(processor, list(table.frame["ref"]))
+    report = run_metrics(
+        table,
+        settings.stats,
+        settings.metrics,
+        config={"dataset": options.dataset, "model": options.resolved_model()},
+    )
+    report.data["warnings"] = data.notes + report.data["warnings"]
+    if unknown:
+        n = sum(unknown.values())
+        chars = "".join(sorted(unknown))
+        report.data["warnings"].append(
+            f"{n} test character(s) missing from the model's vocabulary were read as [UNK]: {chars}"
+        )
+    report.data["run"] = {
+        "model": options.resolved_model(),
+        "trained_model": None if options.no_train else str(settings.out / "model"),
+        "dataset": options.dataset,
+        "train_subset": options.train_subset,
+        "subset_size": group_sizes(data.subset, options.groups),
+        "subset_total": {
+            "n_utterances": len(data.subset),
+            "n_speakers": int(data.subset["speaker"].nunique()),
+            "hours": round(float(data.subset["seconds"].sum()) / 3600, 4),
+        },
+        "split": data.split.method,
+        "no_train": options.no_train,
+        "hyperparameters": options.train.as_dict(),
+        "versions": versions(),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    report.kind = "audit"
+    _write_outputs(report, settings.out)
+    return report
+
+
+def _write_outputs(report: Report, out: Path) -> None:
+    _write_json(out / "metrics.json", report.data)
+    exporters = plugins.exporters()
+    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+        rendered = exporters.get(name)(report)
+        if isinstance(rendered, str):
+            (out / f"report.{suffix}").write_text(rendered, encoding="utf-8")

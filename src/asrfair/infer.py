@@ -1,0 +1,186 @@
+"""The infer stage: batched, length-sorted, resumable greedy CTC transcription.
+
+The notebook moved the model to the GPU for every utterance and ran them one at
+a time. Here clips are sorted by length and packed into batches of at most
+``batch_seconds`` of padded audio, so little compute is spent on padding, and
+every finished batch is appended to ``predictions.jsonl`` at once: a killed run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from asrfair.errors import AsrfairError
+
+RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    cache: str
+    n_samples: int
+
+
+def plan_batches(clips: Sequence[Clip], batch_seconds: float) -> list[list[Clip]]:
+    """Longest first (an out-of-memory error shows up at once), each batch's padded size capped."""
+    budget = batch_seconds * RATE
+    batches: list[list[Clip]] = []
+    current: list[Clip] = []
+    for clip in sorted(clips, key=lambda c: (-c.n_samples, c.id)):
+        longest = current[0].n_samples if current else clip.n_samples
+        if current and longest * (len(current) + 1) > budget:
+            batches.append(current)
+            current = []
+        current.append(clip)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AsrfairError(f"--device {device}: no CUDA device is visible; use --device cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 (or fp16) autocast on CUDA; plain fp32 on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class Transcriber:
+    """A model and its processor on one device, turning batches of cached clips into text."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.device = device
+        self.attention_mask = bool(processor.feature_extractor.return_attention_mask)
+
+    def inputs(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        batch = self.processor.feature_extractor(
+            [np.asarray(w, dtype=np.float32) for w in waves],
+            sampling_rate=RATE,
+            padding=True,
+            return_attention_mask=self.attention_mask,
+            return_tensors="pt",
+        )
+        keys = ("input_values", "attention_mask") if self.attention_mask else ("input_values",)
+        return {k: batch[k].to(self.device) for k in keys}
+
+    def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
+        with torch.inference_mode(), autocast(self.device):
+            logits = self.model(**self.inputs(waves)).logits
+        ids = logits.argmax(dim=-1).cpu()
+        texts: list[str] = self.processor.batch_decode(ids)
+        return texts
+
+
+def _with_oom_halving(
+    transcribe: Callable[[Sequence[np.ndarray]], list[str]], waves: list[np.ndarray]
+) -> list[str]:
+    """A CUDA out-of-memory error splits the batch in two and carries on."""
+    try:
+        return transcribe(waves)
+    except torch.cuda.OutOfMemoryError:
+        if len(waves) == 1:
+            raise AsrfairError(
+                "one clip alone does not fit in GPU memory; lower --max-seconds"
+            ) from None
+        torch.cuda.empty_cache()
+        half = len(waves) // 2
+        return _with_oom_halving(transcribe, waves[:half]) + _with_oom_halving(
+            transcribe, waves[half:]
+        )
+
+
+def done_ids(path: Path) -> set[str]:
+    """Ids already in a predictions file; a half-written last line is ignored."""
+    if not path.is_file():
+        return set()
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            ids.add(json.loads(line)["id"])
+        except (json.JSONDecodeError, KeyError):
+            continue
+    return ids
+
+
+def transcribe_to_file(
+    transcribe: Callable[[Sequence[np.ndarray]], list[str]],
+    clips: Sequence[Clip],
+    out: Path,
+    *,
+    batch_seconds: float = 60.0,
+    extra: Callable[[str, str], dict[str, Any]] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> int:
+    """Append one JSON line per clip to ``out``, skipping clips already there.
+
+    ``shard=(rank, world)`` takes every world-th batch, so ranks split the work;
+    ``extra(id, hyp)`` adds fields to each line (speaker, groups, reference, counts).
+    Returns how many clips were transcribed now.
+    """
+    finished = done_ids(out)
+    todo = [c for c in clips if c.id not in finished]
+    batches = plan_batches(todo, batch_seconds)[shard[0] :: shard[1]]
+    _drop_partial_line(out)
+    written = 0
+    with _progress(progress) as bar, out.open("a", encoding="utf-8") as handle:
+        task = bar.add_task("infer", total=sum(len(b) for b in batches))
+        for batch in batches:
+            waves = [np.load(c.cache, mmap_mode="r") for c in batch]
+            texts = _with_oom_halving(transcribe, waves)
+            for clip, text in zip(batch, texts, strict=True):
+                record = {"id": clip.id, "hyp": text, **(extra(clip.id, text) if extra else {})}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            written += len(batch)
+            bar.advance(task, len(batch))
+    return written
+
+
+def _drop_partial_line(path: Path) -> None:
+    """A run killed mid-write leaves a line without its newline; cut it before appending."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]transcribing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            yield json.loads(line)

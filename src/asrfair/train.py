@@ -1,0 +1,368 @@
+"""The train stage: fine-tune a wav2vec2 CTC checkpoint with ``transformers.Trainer``.
+
+Waveforms stay in the memory-mapped audio cache; the training set is a small
+Arrow table of (cache path, length, labels) and the collator loads, normalises
+and pads each batch. That keeps memory bounded and lets ``group_by_length`` use
+the stored length column instead of reading every clip at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from asrfair.errors import AsrfairError
+
+PAD, UNK, DELIMITER = "[PAD]", "[UNK]", "|"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyper-parameter the notebook varied; all of them land in the run's config.json."""
+
+    epochs: float = 3.0
+    max_steps: int = -1
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.005
+    warmup_steps: int = 50
+    batch_size: int = 8
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    eval_steps: int = 0  # 0: no evaluation during training
+    save_steps: int = 100
+    logging_steps: int = 10
+    mask_time_prob: float = 0.05
+    layerdrop: float = 0.0
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    feat_proj_dropout: float = 0.0
+    final_dropout: float = 0.0
+    seed: int = 0
+    freeze_feature_encoder: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- vocabulary and processor ------------------------------------------------------------------
+def build_vocab(sentences: Sequence[str]) -> dict[str, int]:
+    """Characters of the normalised text, ``|`` for spaces, then ``[UNK]`` and ``[PAD]`` (blank)."""
+    chars = sorted({ch for text in sentences for ch in text} - {" "})
+    vocab = {ch: i for i, ch in enumerate([DELIMITER, *chars])}
+    vocab[UNK] = len(vocab)
+    vocab[PAD] = len(vocab)
+    return vocab
+
+
+def checkpoint_vocab(model: str) -> dict[str, int] | None:
+    """The vocabulary saved beside a local checkpoint, if there is one."""
+    path = Path(model) / "vocab.json"
+    if not path.is_file():
+        return None
+    vocab: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
+    return vocab
+
+
+def choose_vocab(model: str, sentences: Sequence[str]) -> tuple[dict[str, int], bool]:
+    """The checkpoint's vocabulary when it covers the corpus (its CTC head stays); else a new one.
+
+    Returns the vocabulary and whether the CTC head must be re-initialised.
+    """
+    needed = build_vocab(sentences)
+    existing = checkpoint_vocab(model)
+    if existing is not None and set(needed) <= set(existing):
+        return existing, False
+    return needed, True
+
+
+def make_processor(vocab: dict[str, int], folder: Path, feat_extract_norm: str) -> Any:
+    """Tokenizer + feature extractor; the attention mask follows ``feat_extract_norm``.
+
+    Checkpoints with group norm in the feature encoder (wav2vec2-base) must not see an
+    attention mask; those with layer norm (large, XLS-R) need one.
+    """
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"), unk_token=UNK, pad_token=PAD, word_delimiter_token=DELIMITER
+    )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16_000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=feat_extract_norm == "layer",
+    )
+    return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def load_processor(model: str) -> Any:
+    from transformers import Wav2Vec2Processor
+
+    return Wav2Vec2Processor.from_pretrained(model)
+
+
+def unknown_characters(processor: Any, sentences: Sequence[str]) -> dict[str, int]:
+    """Characters the vocabulary lacks, with counts; they are read as ``[UNK]``."""
+    vocab = set(processor.tokenizer.get_vocab())
+    counts: dict[str, int] = {}
+    for text in sentences:
+        for ch in text:
+            if ch != " " and ch not in vocab:
+                counts[ch] = counts.get(ch, 0) + 1
+    return counts
+
+
+# --- model -------------------------------------------------------------------------------------
+def _hub_error(model: str, exc: Exception) -> AsrfairError:
+    if Path(model).exists():
+        return AsrfairError(
+            f"--model {model}: not a Wav2Vec2ForCTC checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); it needs config.json and weights"
+        )
+    return AsrfairError(
+        f"--model {model}: no such folder, and the Hugging Face hub is unreachable "
+        f"({type(exc).__name__}); download the checkpoint elsewhere and pass its local folder"
+    )
+
+
+def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_head: bool) -> Any:
+    """Any Wav2Vec2ForCTC checkpoint, with our regularisation and, if needed, a new CTC head."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    overrides: dict[str, Any] = {
+        "mask_time_prob": cfg.mask_time_prob,
+        "layerdrop": cfg.layerdrop,
+        "hidden_dropout": cfg.hidden_dropout,
+        "attention_dropout": cfg.attention_dropout,
+        "activation_dropout": cfg.activation_dropout,
+        "feat_proj_dropout": cfg.feat_proj_dropout,
+        "final_dropout": cfg.final_dropout,
+        "ctc_loss_reduction": "mean",
+        "ctc_zero_infinity": True,
+        "pad_token_id": vocab[PAD],
+        "vocab_size": len(vocab),
+    }
+    try:
+        config = Wav2Vec2Config.from_pretrained(model, **overrides)
+        net = Wav2Vec2ForCTC.from_pretrained(model, config=config, ignore_mismatched_sizes=True)
+    except Exception as exc:
+        raise _hub_error(model, exc) from None
+    if reinit_head:  # a different vocabulary means different output units
+        torch.manual_seed(cfg.seed)
+        net.lm_head.reset_parameters()
+    if cfg.freeze_feature_encoder:
+        net.freeze_feature_encoder()
+    return net
+
+
+# --- data --------------------------------------------------------------------------------------
+@dataclass
+class CTCCollator:
+    """Loads each clip from the cache, normalises and pads it; label padding becomes -100."""
+
+    processor: Any
+    attention_mask: bool
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        waves = [np.load(f["cache"], mmap_mode="r") for f in features]
+        batch = self.processor.feature_extractor(
+            [np.asarray(w) for w in waves],
+            sampling_rate=16_000,
+            padding=True,
+            return_attention_mask=self.attention_mask,
+            return_tensors="pt",
+        )
+        labels = self.processor.tokenizer.pad(
+            {"input_ids": [f["labels"] for f in features]}, padding=True, return_tensors="pt"
+        )
+        ids = labels["input_ids"].masked_fill(labels["attention_mask"].ne(1), -100)
+        out: dict[str, torch.Tensor] = {"input_values": batch["input_values"], "labels": ids}
+        if self.attention_mask:
+            out["attention_mask"] = batch["attention_mask"]
+        return out
+
+
+def training_table(
+    cache: Iterable[str], lengths: Iterable[int], sentences: Iterable[str], processor: Any
+) -> Any:
+    """An Arrow table of cache paths, stored lengths (for group_by_length) and label ids."""
+    import datasets
+
+    labels = [processor.tokenizer(text).input_ids for text in sentences]
+    return datasets.Dataset.from_dict(
+        {"cache": list(cache), "length": [int(n) for n in lengths], "labels": labels}
+    )
+
+
+# --- training ----------------------------------------------------------------------------------
+def precision(device: str) -> str:
+    """``bf16`` where the GPU has it, ``fp16`` on other CUDA devices, ``fp32`` on CPU."""
+    if device == "cpu" or not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
+    from transformers import TrainingArguments
+
+    dtype = precision(device)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        eval_strategy="steps" if cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach our guard, not be averaged away
+        seed=cfg.seed,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        bf16=dtype == "bf16",
+        fp16=dtype == "fp16",
+        use_cpu=dtype == "fp32",
+    )
+
+
+def _callbacks() -> list[Any]:
+    from transformers import TrainerCallback
+
+    class GuardAndShow(TrainerCallback):
+        """A rich progress bar with the loss, and a stop when the loss turns NaN."""
+
+        def __init__(self) -> None:
+            self.progress: Progress | None = None
+            self.task: Any = None
+            self.nan_step: int | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.progress = Progress(
+                    TextColumn("[bold]training[/] {task.fields[loss]}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                    transient=True,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=state.max_steps, loss="")
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            logs = logs or {}
+            loss = logs.get("loss")
+            if loss is None:
+                return
+            if not math.isfinite(float(loss)) or not math.isfinite(float(logs.get("grad_norm", 0))):
+                self.nan_step = state.global_step
+                control.should_training_stop = True
+                control.should_save = False
+            elif self.progress is not None:
+                self.progress.update(self.task, loss=f"loss {float(loss):.3f}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.progress is not None:
+                self.progress.stop()
+
+    return [GuardAndShow()]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    steps: int
+    seconds: float
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.is_dir():
+        return None
+    found: str | None = get_last_checkpoint(str(output_dir))
+    return found
+
+
+def fine_tune(
+    net: Any,
+    processor: Any,
+    train_set: Any,
+    cfg: TrainConfig,
+    *,
+    work_dir: Path,
+    model_dir: Path,
+    device: str = "auto",
+    is_main: bool = True,
+) -> TrainResult:
+    """Train, resuming from the last checkpoint in ``work_dir``; save the model to ``model_dir``."""
+    import time
+
+    from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    if len(train_set) < cfg.batch_size:
+        raise AsrfairError(
+            f"the training subset has {len(train_set)} utterance(s), fewer than one batch "
+            f"(--batch-size {cfg.batch_size}); choose a larger subset or a smaller batch"
+        )
+    attention_mask = bool(processor.feature_extractor.return_attention_mask)
+    callbacks = _callbacks()
+    trainer = Trainer(
+        model=net,
+        args=training_arguments(cfg, work_dir, device),
+        train_dataset=train_set,
+        data_collator=CTCCollator(processor, attention_mask),
+        processing_class=processor.feature_extractor,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # the rich bar shows progress and loss instead
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(work_dir))
+    guard = callbacks[0]
+    if guard.nan_step is not None:
+        kept = last_checkpoint(work_dir)
+        raise AsrfairError(
+            f"training loss became NaN at step {guard.nan_step}; stopped. Last good checkpoint: "
+            f"{kept or 'none yet'}. Lower --learning-rate or raise --warmup-steps"
+        )
+    if is_main:
+        trainer.save_model(str(model_dir))
+        processor.save_pretrained(str(model_dir))
+        for checkpoint in work_dir.glob("checkpoint-*"):  # finished: only model_dir is needed
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return TrainResult(
+        model_dir, trainer.state.global_step, time.perf_counter() - start, trainer.state.log_history
+    )

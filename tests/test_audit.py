@@ -1,0 +1,268 @@
+"""`asrfair audit` end to end, on a tiny Common Voice folder and a tiny real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asrfair import infer
+from asrfair.cli import app
+from conftest import make_cv_release, make_tiny_model
+
+runner = CliRunner()
+FAST = [
+    "--max-steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--bootstrap",
+    "200",
+    "--permutations",
+    "200",
+    "--workers",
+    "1",
+    "--format",
+    "json",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_cv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cv_release(tmp_path_factory.mktemp("cv") / "fr", n_speakers=13, per_speaker=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def audit(cv: Path, model: Path, out: Path, *extra: str) -> dict[str, object]:
+    args = ["audit", "--dataset", f"commonvoice:{cv}", "--model", str(model), "--out", str(out)]
+    result = runner.invoke(app, [*args, *FAST, *extra])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_audit_writes_the_whole_run_directory(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    data = audit(tiny_cv, tiny_model, out, "--train-subset", "female")
+    for name in (
+        "config.json",
+        "splits/train.txt",
+        "splits/test.txt",
+        "splits/subset.txt",
+        "model/model.safetensors",
+        "model/vocab.json",
+        "predictions.jsonl",
+        "metrics.json",
+        "report.md",
+        "report.tex",
+        "report.csv",
+    ):
+        assert (out / name).is_file(), name
+    assert not list((out / "checkpoints").glob("checkpoint-*"))  # finished: only model/ stays
+    test_ids = (out / "splits/test.txt").read_text().split()
+    predictions = [
+        json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert sorted(p["id"] for p in predictions) == sorted(test_ids)
+    assert {"id", "speaker", "gender", "ref", "hyp", "w_sub", "w_n", "c_n"} <= set(predictions[0])
+    subset = set((out / "splits/subset.txt").read_text().split())
+    assert subset and not subset & set(test_ids)
+    run = data["run"]  # type: ignore[index]
+    assert run["train_subset"] == "female"  # type: ignore[index]
+    assert [g["group"] for g in run["subset_size"]["gender"]] == ["female"]  # type: ignore[index]
+    assert {"overall", "groups", "gaps", "method"} <= set(data)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == data
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["train"]["max_steps"] == 2
+    assert set(config["versions"]) >= {"asrfair", "torch", "transformers"}
+    report_md = (out / "report.md").read_text()
+    assert "Training subset 'female' by gender" in report_md and "resampling speakers" in report_md
+
+
+def test_test_set_is_identical_for_every_training_subset(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    tests = []
+    for subset in ("male", "all"):
+        audit(tiny_cv, tiny_model, tmp_path / subset, "--train-subset", subset)
+        tests.append((tmp_path / subset / "splits/test.txt").read_text())
+    assert tests[0] == tests[1] and tests[0].strip()
+
+
+def test_no_train_audits_the_checkpoint_as_it_is(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    data = audit(tiny_cv, tiny_model, tmp_path / "run", "--no-train")
+    assert not (tmp_path / "run" / "model").exists()
+    assert data["run"]["no_train"] is True  # type: ignore[index]
+
+
+def test_interrupted_inference_resumes_without_redoing_utterances(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    seen: list[int] = []
+    real_call = infer.Transcriber.__call__
+
+    def killed_after_one_batch(self: infer.Transcriber, waves: list[object]) -> list[str]:
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(len(waves))
+        return real_call(self, waves)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(infer.Transcriber, "__call__", killed_after_one_batch)
+    args = [
+        "audit",
+        "--dataset",
+        f"commonvoice:{tiny_cv}",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--batch-seconds",
+        "3",
+        *FAST,
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    assert f"continue with --resume --out {out}" in result.stderr
+    first = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(first) == seen[0] >= 1
+
+    done_later: list[int] = []
+
+    def counting(self: infer.Transcriber, waves: list[object]) -> list[str]:
+        done_later.append(len(waves))
+        return real_call(self, waves)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(infer.Transcriber, "__call__", counting)
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    n_test = len((out / "splits/test.txt").read_text().split())
+    assert sum(done_later) == n_test - len(first)  # nothing transcribed twice
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert lines[: len(first)] == first and len(lines) == n_test
+
+
+def test_out_folder_of_another_configuration_is_refused(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    audit(tiny_cv, tiny_model, out)
+    args = [
+        "audit",
+        "--dataset",
+        f"commonvoice:{tiny_cv}",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        *FAST,
+    ]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert "already holds a run; add --resume to continue it" in again.stderr
+    other = runner.invoke(app, [*args, "--resume", "--train-subset", "male"])
+    assert other.exit_code == 2
+    assert "was made with other options (train_subset differ)" in other.stderr
+    same = runner.invoke(app, [*args, "--resume", "--bootstrap", "100"])
+    assert same.exit_code == 0, same.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--train-subset", "accents=de"], "--train-subset 'accents=de' selects no rows"),
+        (["--batch-size", "64"], "fewer than one batch (--batch-size 64)"),
+        (["--model", "/nonexistent/model"], "hub is unreachable"),
+        (["--train-subset", "mal"], "unknown subset 'mal'; known: "),
+    ],
+)
+def test_audit_bad_input(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    args = [
+        "audit",
+        "--dataset",
+        f"commonvoice:{tiny_cv}",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    result = runner.invoke(app, [*args, *FAST, *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_test_characters_missing_from_the_vocabulary_are_counted(
+    tiny_cv: Path, tmp_path: Path
+) -> None:
+    from transformers import Wav2Vec2ForCTC
+
+    from asrfair.train import build_vocab, make_processor
+
+    model = make_tiny_model(tmp_path / "m")
+    processor = make_processor(build_vocab(["il a dit"]), tmp_path / "m", "layer")
+    net = Wav2Vec2ForCTC.from_pretrained(
+        str(model), vocab_size=len(processor.tokenizer), ignore_mismatched_sizes=True
+    )
+    net.save_pretrained(str(model))
+    processor.save_pretrained(str(model))
+    data = audit(tiny_cv, model, tmp_path / "run", "--no-train")
+    unk = [w for w in data["warnings"] if "[UNK]" in w]  # type: ignore[attr-defined]
+    assert unk and unk[0].endswith("read as [UNK]: bfjnorsu")
+
+
+def test_two_cpu_processes_train_and_rank0_alone_writes(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ASRFAIR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "asrfair",
+        "audit",
+        "--dataset",
+        f"commonvoice:{tiny_cv}",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *FAST,
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"overall"') == 1  # one report: rank 0's
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines]
+    assert sorted(ids) == sorted((out / "splits/test.txt").read_text().split())  # merged, once each
+    assert not list(out.glob("predictions.rank*.jsonl"))
+    assert (out / "model" / "model.safetensors").is_file()
+    assert not list(out.glob("checkpoints/checkpoint-*"))  # cleaned after the final save

@@ -1,0 +1,157 @@
+"""Unit tests of the train and infer stages with a tiny real Wav2Vec2ForCTC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asrfair import infer
+from asrfair.errors import AsrfairError
+from asrfair.infer import Clip, Transcriber, done_ids, plan_batches, transcribe_to_file
+from asrfair.train import (
+    CTCCollator,
+    TrainConfig,
+    build_vocab,
+    choose_vocab,
+    load_model,
+    load_processor,
+    precision,
+    unknown_characters,
+)
+from conftest import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_vocab_has_delimiter_unk_and_pad_last() -> None:
+    vocab = build_vocab(["le chat", "l'été"])
+    assert list(vocab) == ["|", "'", "a", "c", "e", "h", "l", "t", "é", "[UNK]", "[PAD]"]
+    assert vocab["[PAD]"] == len(vocab) - 1
+
+
+def test_checkpoint_vocab_is_kept_when_it_covers_the_corpus(tiny: Path) -> None:
+    vocab, reinit = choose_vocab(str(tiny), ["le chat dort"])
+    assert not reinit and "œ" in vocab  # the checkpoint's own, larger vocabulary
+    vocab, reinit = choose_vocab(str(tiny), ["le chat dort 2"])
+    assert reinit and "2" in vocab
+
+
+def test_new_vocabulary_reinitialises_the_head_and_freezes_the_encoder(tiny: Path) -> None:
+    vocab = build_vocab(["abc"])
+    net = load_model(str(tiny), vocab, TrainConfig(), reinit_head=True)
+    assert net.lm_head.out_features == len(vocab)
+    assert net.config.pad_token_id == vocab["[PAD]"]
+    assert not any(p.requires_grad for p in net.wav2vec2.feature_extractor.parameters())
+
+
+def test_bad_model_paths_say_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AsrfairError, match="not a Wav2Vec2ForCTC checkpoint"):
+        load_model(str(tmp_path / "empty"), build_vocab(["a"]), TrainConfig(), reinit_head=True)
+    with pytest.raises(AsrfairError, match=r"hub is unreachable.*pass its local folder"):
+        load_model("facebook/no-such-model-x", build_vocab(["a"]), TrainConfig(), reinit_head=True)
+
+
+@pytest.mark.parametrize("norm", ["layer", "group"])
+def test_collator_pads_labels_with_minus_100_and_masks_by_norm(tmp_path: Path, norm: str) -> None:
+    model = make_tiny_model(tmp_path / norm, feat_extract_norm=norm)
+    processor = load_processor(str(model))
+    waves = [np.ones(1600, np.float32), np.ones(3200, np.float32)]
+    for i, wave in enumerate(waves):
+        np.save(tmp_path / f"{i}.npy", wave)
+    labels = [processor.tokenizer(t).input_ids for t in ("ab", "abc d")]
+    features = [{"cache": str(tmp_path / f"{i}.npy"), "labels": labels[i]} for i in range(2)]
+    collator = CTCCollator(processor, processor.feature_extractor.return_attention_mask)
+    batch = collator(features)
+    assert batch["input_values"].shape == (2, 3200)
+    assert batch["labels"][0].tolist()[2:] == [-100] * 3
+    assert ("attention_mask" in batch) == (norm == "layer")
+
+
+def test_precision_is_fp32_on_cpu() -> None:
+    assert precision("cpu") == "fp32"
+
+
+def test_unknown_characters_are_counted(tiny: Path) -> None:
+    assert unknown_characters(load_processor(str(tiny)), ["ab 12", "1"]) == {"1": 2, "2": 1}
+
+
+def _clips(lengths: list[int]) -> list[Clip]:
+    return [Clip(f"u{i}", "", n) for i, n in enumerate(lengths)]
+
+
+def test_batches_are_sorted_longest_first_and_capped_by_padded_seconds() -> None:
+    clips = _clips([16_000, 48_000, 32_000, 16_000, 16_000])
+    batches = plan_batches(clips, batch_seconds=4.0)
+    assert [[c.id for c in b] for b in batches] == [["u1"], ["u2", "u0"], ["u3", "u4"]]
+    for batch in batches:
+        assert batch[0].n_samples * len(batch) <= 4 * 16_000
+
+
+def test_oom_halves_the_batch_and_carries_on() -> None:
+    calls: list[int] = []
+
+    def fragile(waves: object) -> list[str]:
+        n = len(waves)  # type: ignore[arg-type]
+        calls.append(n)
+        if n > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return ["x"] * n
+
+    assert infer._with_oom_halving(fragile, [np.zeros(1)] * 8) == ["x"] * 8
+    assert calls == [8, 4, 2, 2, 4, 2, 2]
+
+
+def test_transcription_appends_and_resumes(tiny: Path, tmp_path: Path) -> None:
+    from transformers import Wav2Vec2ForCTC
+
+    clips = []
+    for i, seconds in enumerate([1.0, 2.0, 1.5, 0.5]):
+        np.save(
+            tmp_path / f"c{i}.npy",
+            np.random.default_rng(i).standard_normal(int(seconds * 16_000)).astype(np.float32),
+        )
+        clips.append(Clip(f"c{i}", str(tmp_path / f"c{i}.npy"), int(seconds * 16_000)))
+    model = Transcriber(
+        Wav2Vec2ForCTC.from_pretrained(str(tiny)), load_processor(str(tiny)), torch.device("cpu")
+    )
+    out = tmp_path / "predictions.jsonl"
+    first = transcribe_to_file(model, clips[:2], out, batch_seconds=2.0, progress=False)
+    out.write_text(out.read_text() + '{"id": "c2", "hy', encoding="utf-8")  # killed mid-line
+    assert done_ids(out) == {"c0", "c1"}
+    second = transcribe_to_file(model, clips, out, batch_seconds=2.0, progress=False)
+    assert (first, second) == (2, 2)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == ["c0", "c1", "c2", "c3"]
+    # batched output equals one-at-a-time output: padding does not change the transcript
+    single = {c.id: model([np.load(c.cache)])[0] for c in clips}
+    assert {r["id"]: r["hyp"] for r in lines} == single
+
+
+def test_sharded_transcription_covers_every_clip_once(tiny: Path, tmp_path: Path) -> None:
+    clips = _clips([16_000] * 6)
+
+    def fake(waves: object) -> list[str]:
+        return ["a"] * len(waves)  # type: ignore[arg-type]
+
+    for i, clip in enumerate(clips):
+        np.save(tmp_path / f"{clip.id}.npy", np.zeros(16_000, np.float32))
+        clips[i] = Clip(clip.id, str(tmp_path / f"{clip.id}.npy"), clip.n_samples)
+    for rank in range(2):
+        transcribe_to_file(
+            fake,
+            clips,
+            tmp_path / f"r{rank}.jsonl",
+            batch_seconds=2.0,
+            shard=(rank, 2),
+            progress=False,
+        )
+    ids = [done_ids(tmp_path / f"r{rank}.jsonl") for rank in range(2)]
+    assert not ids[0] & ids[1] and ids[0] | ids[1] == {c.id for c in clips}
