@@ -68,10 +68,13 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 class Transcriber:
     """A model and its processor on one device, turning batches of cached clips into text."""
 
-    def __init__(self, model: Any, processor: Any, device: torch.device) -> None:
+    def __init__(
+        self, model: Any, processor: Any, device: torch.device, *, mixed_precision: bool = True
+    ) -> None:
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device
+        self.mixed_precision = mixed_precision
         self.attention_mask = bool(processor.feature_extractor.return_attention_mask)
 
     def inputs(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
@@ -86,7 +89,8 @@ class Transcriber:
         return {k: batch[k].to(self.device) for k in keys}
 
     def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
-        with torch.inference_mode(), autocast(self.device):
+        precision = autocast(self.device) if self.mixed_precision else contextlib.nullcontext()
+        with torch.inference_mode(), precision:
             logits = self.model(**self.inputs(waves)).logits
         ids = logits.argmax(dim=-1).cpu()
         texts: list[str] = self.processor.batch_decode(ids)

@@ -1,0 +1,144 @@
+"""Inference speed: the notebook's one-utterance-at-a-time loop against asrfair's batches.
+
+    .venv/bin/python benchmarks/bench_infer.py [--clips 200] [--size demo|tiny|large]
+
+Both paths run the same model on the same cached 16 kHz clips (1-6 s, made by the benchmark):
+- notebook: for each clip, move the model to the device, run the processor on one waveform,
+  forward it under ``no_grad``, decode;
+- asrfair: ``infer.transcribe_to_file``: sorted by length, batches capped by padded seconds,
+  ``inference_mode``, bf16 autocast on CUDA, one JSON line per clip.
+Sizes: ``tiny`` is the unit tests' model, ``demo`` the bundled checkpoint's architecture, and
+``large`` the wav2vec2-large architecture (315 M parameters) with random weights, for GPUs.
+Run by hand; results go in benchmarks/RESULTS.md with the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
+from asrfair.train import build_vocab, make_processor
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
+
+
+def make_model(size: str, folder: Path) -> tuple[Any, Any]:
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    vocab = build_vocab([LETTERS])
+    processor = make_processor(vocab, folder, "layer")
+    if size == "tiny":
+        from conftest import make_tiny_model
+
+        make_tiny_model(folder)
+        return Wav2Vec2ForCTC.from_pretrained(str(folder)), processor
+    if size == "demo":
+        from train_demo_model import tiny_config
+
+        config = tiny_config(vocab, 160, 4, 64)
+    else:  # wav2vec2-large / XLS-R 300M architecture
+        config = Wav2Vec2Config(
+            vocab_size=len(vocab),
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+            conv_bias=True,
+        )
+    return Wav2Vec2ForCTC(config), processor  # type: ignore[arg-type]
+
+
+def notebook_loop(
+    model: Any, processor: Any, waves: list[np.ndarray], device: torch.device
+) -> float:
+    """The notebook's inference: one utterance at a time, the model moved for each one."""
+    start = time.perf_counter()
+    for wave in waves:
+        model = model.to(device)
+        inputs = processor(wave, sampling_rate=16_000, return_tensors="pt").input_values
+        with torch.no_grad():
+            logits = model(inputs.to(device)).logits
+        processor.batch_decode(torch.argmax(logits, dim=-1))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def make_clips(root: Path, n: int) -> tuple[list[Clip], list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    clips, waves = [], []
+    for i, seconds in enumerate(rng.uniform(1, 6, n)):
+        wave = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
+        np.save(root / f"{i}.npy", wave)
+        clips.append(Clip(str(i), str(root / f"{i}.npy"), len(wave)))
+        waves.append(wave)
+    return clips, waves
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--fp32", action="store_true", help="no autocast on CUDA")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model, processor = make_model(args.size, root / "model")
+        clips, waves = make_clips(root, args.clips)
+        audio_s = sum(len(w) for w in waves) / 16_000
+        transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
+        transcriber(waves[:2])  # warm-up, both paths
+        notebook_loop(model, processor, waves[:2], device)
+        loop_s = notebook_loop(model, processor, waves, device)
+        start = time.perf_counter()
+        transcribe_to_file(
+            transcriber, clips, root / "p.jsonl", batch_seconds=args.batch_seconds, progress=False
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ours_s = time.perf_counter() - start
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    precision = "fp32" if device.type != "cuda" or args.fp32 else mixed
+    print(
+        f"device: {describe(device)}; model: {args.size} ({n_params:.1f} M parameters); "
+        f"{args.clips} clips, {audio_s:.0f} s of audio"
+    )
+    print()
+    print("| path | seconds | audio-s/s | clips/s |")
+    print("|---|---:|---:|---:|")
+    for name, seconds in (
+        ("notebook loop (fp32, one clip at a time)", loop_s),
+        (f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches)", ours_s),
+    ):
+        print(
+            f"| {name} | {seconds:.2f} | {audio_s / seconds:,.0f} | {args.clips / seconds:,.1f} |"
+        )
+    print(f"| speed-up | {loop_s / ours_s:.1f}x | | |")
+
+
+if __name__ == "__main__":
+    main()
