@@ -238,7 +238,18 @@ def _feat_extract_norm(model: str) -> str:
         raise _hub_error(model, RuntimeError("config.json could not be read")) from None
 
 
-def _transcribe(model_path: str, settings: RunSettings, data: Prepared, state: Any) -> Path:
+def group_columns(groups: tuple[str, ...]) -> list[str]:
+    """The corpus columns behind the groupings (``gender*age`` needs gender and age)."""
+    return list(dict.fromkeys(part for g in groups for part in g.split("*")))
+
+
+def _transcribe(
+    model_path: str,
+    settings: RunSettings,
+    data: Prepared,
+    state: Any,
+    options_groups: tuple[str, ...],
+) -> Path:
     from transformers import Wav2Vec2ForCTC
 
     from asrfair.train import _hub_error
@@ -265,7 +276,7 @@ def _transcribe(model_path: str, settings: RunSettings, data: Prepared, state: A
         clips,
         target,
         batch_seconds=settings.batch_seconds,
-        extra=lambda utt, hyp: _record(rows[utt], hyp),
+        extra=lambda utt, hyp: _record(rows[utt], hyp, group_columns(options_groups)),
         shard=(rank, world),
         progress=settings.progress and state.is_main_process,
     )
@@ -275,10 +286,10 @@ def _transcribe(model_path: str, settings: RunSettings, data: Prepared, state: A
     return merged
 
 
-def _record(row: dict[str, Any], hyp: str) -> dict[str, Any]:
+def _record(row: dict[str, Any], hyp: str, columns: list[str]) -> dict[str, Any]:
     counts = utterance_counts(row["sentence"], hyp)
     record: dict[str, Any] = {"speaker": row["speaker"], "ref": row["sentence"]}
-    record.update({c: row[c] for c in ("gender", "accents", "age") if c in row})
+    record.update({c: row[c] for c in columns})
     record.update(dict(zip(COUNT_COLUMNS, counts, strict=True)))
     return record
 
@@ -298,13 +309,15 @@ def _merge_shards(out: Path, world: int) -> None:
             shard.unlink()
 
 
-def score_predictions(path: Path, frame: pd.DataFrame, groups: tuple[str, ...]) -> ScoreTable:
-    """The ScoreTable from predictions.jsonl, with group columns from the corpus."""
+def score_predictions(path: Path, groups: tuple[str, ...]) -> ScoreTable:
+    """The ScoreTable of a run, from its predictions.jsonl alone (counts were stored there)."""
     records = pd.DataFrame(list(iter_records(path)))
-    columns = ["id", "speaker", *sorted({c for g in groups for c in g.split("*")})]
-    meta = frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]
-    table = records[["id", "ref", "hyp", *COUNT_COLUMNS]].merge(meta, on="id", how="left")
-    return ScoreTable(table.reset_index(drop=True), tuple(groups))
+    columns = ["id", "speaker", "ref", "hyp", *group_columns(groups), *COUNT_COLUMNS]
+    missing = [c for c in columns if c not in records.columns]
+    if missing:
+        raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")
+    table = records[columns].sort_values("id").reset_index(drop=True)
+    return ScoreTable(table, tuple(groups))
 
 
 def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
@@ -346,7 +359,7 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     model_path = _train(options, settings, data, state)
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    predictions = _transcribe(model_path, settings, data, state)
+    predictions = _transcribe(model_path, settings, data, state, options.groups)
     timings["infer_s"] = time.perf_counter() - start
     if not state.is_main_process:
         return None
@@ -361,7 +374,7 @@ def _report(
     model_path: str,
     timings: dict[str, float],
 ) -> Report:
-    table = score_predictions(predictions, data.frame, options.groups)
+    table = score_predictions(predictions, options.groups)
     processor = load_processor(model_path)
     unknown = unknown_characters(processor, list(table.frame["ref"]))
     report = run_metrics(

@@ -7,7 +7,9 @@ bootstrap gives that difference an interval and a probability of improvement.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +90,48 @@ def build_compare_report(
         "config": {"asrfair_version": __version__, **(config or {})},
     }
     return Report("compare", data)
+
+
+def load_run(folder: Path) -> tuple[ScoreTable, dict[str, Any]]:
+    """A finished audit run's ScoreTable and config; a half-written folder says what is missing."""
+    from asrfair.audit import score_predictions
+
+    missing = [
+        n
+        for n in ("config.json", "predictions.jsonl", "splits/test.txt")
+        if not (folder / n).is_file()
+    ]
+    if missing:
+        raise AsrfairError(f"{folder}: not a finished asrfair run; missing {', '.join(missing)}")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    groups = tuple(config["options"]["groups"])
+    table = score_predictions(folder / "predictions.jsonl", groups)
+    expected = set((folder / "splits" / "test.txt").read_text(encoding="utf-8").split())
+    have = set(table.frame["id"])
+    if have != expected:
+        raise AsrfairError(
+            f"{folder}: predictions.jsonl covers {len(have):,} of {len(expected):,} test "
+            "utterances; finish it with asrfair audit --resume"
+        )
+    return table, config
+
+
+def compare_runs(folder_a: Path, folder_b: Path, cfg: StatsConfig) -> Report:
+    """Paired comparison of two runs; they must share the test set exactly."""
+    table_a, config_a = load_run(folder_a)
+    table_b, _ = load_run(folder_b)
+    ids_a, ids_b = set(table_a.frame["id"]), set(table_b.frame["id"])
+    if ids_a != ids_b:
+        only_a, only_b = sorted(ids_a - ids_b), sorted(ids_b - ids_a)
+        raise AsrfairError(
+            f"{folder_a} and {folder_b} have different test sets: {len(only_a)} ids only in A "
+            f"(e.g. {', '.join(only_a[:2]) or '-'}), {len(only_b)} only in B "
+            f"(e.g. {', '.join(only_b[:2]) or '-'}); compare runs made with the same split"
+        )
+    config = {
+        "inputs": [str(folder_a), str(folder_b)],
+        "systems": {"a": str(folder_a), "b": str(folder_b)},
+        "groups": list(table_a.group_columns),
+        "normalizer": config_a["options"]["normalizer"],
+    }
+    return build_compare_report(table_a, table_b, cfg, config=config)

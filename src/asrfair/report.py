@@ -23,6 +23,7 @@ class Report:
 
     kind: str
     data: dict[str, Any]
+    bold_best: bool = False  # a rendering choice, not data: never stored in metrics.json
 
     @property
     def method(self) -> dict[str, Any]:
@@ -64,6 +65,19 @@ class TableView:
     columns: list[str]
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to emphasise
+
+    def mark_best(self, columns: list[int]) -> None:
+        """Emphasise the lowest rate of each given column (papers bold the best system)."""
+        for col in columns:
+            values = [
+                (cell.value, i)
+                for i, row in enumerate(self.rows)
+                if isinstance((cell := row[col]), Interval) and cell.value is not None
+            ]
+            if values:
+                best = min(v for v, _ in values)
+                self.bold |= {(i, col) for v, i in values if v == best}
 
 
 def format_cell(cell: Cell) -> str:
@@ -249,23 +263,98 @@ def _run_tables(run: dict[str, Any]) -> list[TableView]:
     return tables
 
 
+def _pair_label(gaps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The largest WER gap of a grouping (the only one when there are two groups)."""
+    wer = [g for g in gaps if g["metric"] == "wer" and g["diff"] is not None]
+    return max(wer, key=lambda g: g["diff"]) if wer else None
+
+
+def _study_tables(data: dict[str, Any]) -> list[TableView]:
+    runs = data["runs"]
+    groupings = list(runs[0]["groups"]) if runs else []
+    tables = []
+    for grouping in groupings:
+        names = sorted({e["group"] for r in runs for e in r["groups"][grouping]})
+        header = ["run", "subset", "hparams", f"train utts ({' / '.join(names)})", "WER", "CER"]
+        header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (Holm)"]
+        rows: list[list[Cell]] = []
+        for run in runs:
+            sizes = {r["group"]: r["n_utterances"] for r in run["subset_size"].get(grouping, [])}
+            by_group = {e["group"]: e for e in run["groups"][grouping]}
+            gap = _pair_label(run["gaps"].get(grouping, []))
+            rows.append(
+                [
+                    run["name"],
+                    run["subset"],
+                    run["hparams"],
+                    " / ".join(str(sizes.get(n, 0)) for n in names),
+                    _interval(run["overall"], "wer"),
+                    _interval(run["overall"], "cer"),
+                    *[_interval(by_group.get(n, {}), "wer") for n in names],
+                    ""
+                    if gap is None
+                    else f"{gap['a']} - {gap['b']}: "
+                    + Interval(gap["diff"], _pair(gap["diff_ci"])).percent(),
+                    None if gap is None else gap["p_holm"],
+                ]
+            )
+        tables.append(TableView(f"Runs by {grouping}", header, rows))
+    rows = []
+    for cmp in data.get("comparisons", []):
+        scopes = [("all", cmp["overall"])] + [
+            (f"{g}={e['group']}", e) for g, es in cmp["groups"].items() for e in es
+        ]
+        for label, entry in scopes:
+            wer = entry["wer"]
+            rows.append(
+                [
+                    cmp["a"],
+                    cmp["b"],
+                    label,
+                    Interval(wer["rate_a"]),
+                    Interval(wer["rate_b"]),
+                    Interval(wer["diff"], _pair(wer["diff_ci"])),
+                    wer["p_b_better"],
+                ]
+            )
+    if rows:
+        header = ["A", "B", "scope", "WER A", "WER B", "B - A (pts)", "P(B better)"]
+        tables.append(TableView("Paired comparisons (same test set)", header, rows))
+    return tables
+
+
+def _pair(ci: list[float] | None) -> tuple[float, float] | None:
+    return (ci[0], ci[1]) if ci else None
+
+
 def report_tables(report: Report) -> list[TableView]:
     """Lay a report out as titled tables; row warnings become numbered notes under each."""
-    if report.kind == "compare":
-        return _compare_tables(report.data)
-    if report.kind == "inspect":
-        return _inspect_tables(report.data)
-    if report.kind == "audit" and "run" in report.data:
-        return _run_tables(report.data["run"]) + _score_tables(report.data)
-    return _score_tables(report.data)
+    if report.kind == "study":
+        tables = _study_tables(report.data)
+    elif report.kind == "compare":
+        tables = _compare_tables(report.data)
+    elif report.kind == "inspect":
+        tables = _inspect_tables(report.data)
+    elif report.kind == "audit" and "run" in report.data:
+        tables = _run_tables(report.data["run"]) + _score_tables(report.data)
+    else:
+        tables = _score_tables(report.data)
+    if report.bold_best:
+        for table in tables:
+            if table.title.startswith(("Runs by", "By ")):
+                rates = [i for i, c in enumerate(table.columns) if c.startswith(("WER", "CER"))]
+                table.mark_best(rates)
+    return tables
 
 
 def report_title(report: Report) -> str:
     config = report.data.get("config", {})
     source = config.get("input") or ", ".join(map(str, config.get("inputs", [])))
-    what = {"compare": "Paired comparison", "inspect": "Dataset"}.get(
+    what = {"compare": "Paired comparison", "inspect": "Dataset", "study": "Study"}.get(
         report.kind, "ASR fairness audit"
     )
+    if report.kind == "study":
+        source = str(report.data.get("study", ""))
     if report.kind == "inspect":
         source = str(report.data.get("dataset", ""))
     if report.kind == "audit" and "run" in report.data:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -33,10 +34,22 @@ def _visible_columns(table: TableView) -> list[int]:
     ]
 
 
-def _cells(table: TableView) -> tuple[list[str], list[list[str]]]:
+def _cells(table: TableView) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """Header and (text, emphasised) cells of the visible columns."""
     keep = _visible_columns(table)
     header = [table.columns[i] for i in keep]
-    return header, [[format_cell(row[i]) for i in keep] for row in table.rows]
+    rows = [
+        [(format_cell(row[i]), (r, i) in table.bold) for i in keep]
+        for r, row in enumerate(table.rows)
+    ]
+    return header, rows
+
+
+def _texts(
+    rows: list[list[tuple[str, bool]]], escape: Callable[[str], str], strong: str
+) -> list[list[str]]:
+    """Escaped cell texts; ``strong`` is a format string such as ``**{}**`` for the best cells."""
+    return [[strong.format(escape(t)) if bold else escape(t) for t, bold in row] for row in rows]
 
 
 def to_rich(report: Report) -> RenderableType:
@@ -46,8 +59,9 @@ def to_rich(report: Report) -> RenderableType:
         table = Table(title=view.title, title_justify="left", header_style="bold")
         for i, name in enumerate(header):
             table.add_column(name, justify="left" if i == 0 or name == "value" else "right")
+        # Text, not markup: cells such as "[1]" or "12.3 [11.0, 13.7]" stay literal.
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(text, style="bold" if bold else "") for text, bold in row))
         parts.append(table)
         parts.extend(Text(note, style="yellow") for note in view.notes)
     parts.extend(Text(f"warning: {w}", style="yellow") for w in report.warnings)
@@ -62,10 +76,11 @@ def to_json(report: Report) -> str:
 def to_markdown(report: Report) -> str:
     out = [f"# {report_title(report)}", ""]
     for view in report_tables(report):
-        header, rows = _cells(view)
+        header, cells = _cells(view)
+        rows = _texts(cells, lambda c: c.replace("|", "\\|"), "**{}**")
         out += [f"## {view.title}", "", "| " + " | ".join(header) + " |"]
         out.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|")
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
         out += ["", *[f"{note}  " for note in view.notes]]
         if view.notes:
             out.append("")
@@ -95,7 +110,9 @@ def to_latex(report: Report) -> str:
     out = [f"% {latex_escape(report_title(report))} (asrfair {__version__})"]
     out.append("% needs \\usepackage{booktabs}")
     for view in report_tables(report):
-        header, rows = _cells(view)
+        header, cells = _cells(view)
+        rows = _texts(cells, latex_escape, "\\textbf{{{}}}")
+        header = [latex_escape(h) for h in header]
         align = "l" + "r" * (len(header) - 1)
         notes = " ".join(latex_escape(n) for n in view.notes)
         caption = f"{latex_escape(view.title)}. {notes + ' ' if notes else ''}{method}"
@@ -106,9 +123,9 @@ def to_latex(report: Report) -> str:
             f"\\label{{{_label(view.title)}}}",
             f"\\begin{{tabular}}{{{align}}}",
             "\\toprule",
-            " & ".join(latex_escape(h) for h in header) + " \\\\",
+            " & ".join(header) + " \\\\",
             "\\midrule",
-            *(" & ".join(latex_escape(c) for c in row) + " \\\\" for row in rows),
+            *(" & ".join(row) + " \\\\" for row in rows),
             "\\bottomrule",
             "\\end{tabular}",
             "\\end{table}",

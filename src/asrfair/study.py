@@ -1,0 +1,260 @@
+"""``asrfair study``: every (training subset x hyper-parameter set) as an audit run, then one
+table of all of them and a table of paired comparisons, on one fixed test set.
+
+This is the notebook's real question (Q6, Q8, Q9) asked properly: all runs share the split,
+so their numbers are comparable, and differences between runs are tested pairwise on the same
+speakers instead of eyeballed from separate intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from asrfair import __version__, plugins
+from asrfair.errors import AsrfairError
+from asrfair.report import Report
+from asrfair.stats import StatsConfig
+from asrfair.subsets import normalise_spec
+from asrfair.train import TrainConfig
+
+STUDY_KEYS = {
+    "name": str,
+    "dataset": str,
+    "model": str,
+    "split": str,
+    "test_fraction": float,
+    "groups": list,
+    "subsets": list,
+    "seed": int,
+    "normalizer": str,
+    "min_seconds": float,
+    "max_seconds": float,
+    "compare": list,
+    "device": str,
+    "batch_seconds": float,
+}
+STATS_KEYS = {"bootstrap": int, "permutations": int, "confidence": float, "min_speakers": int}
+TOP_KEYS = ("study", "statistics", "hparams")
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    options: dict[str, Any]  # AuditOptions fields except train/train_subset
+    subsets: list[str]
+    hparams: dict[str, TrainConfig]
+    stats: StatsConfig
+    compare: list[tuple[str, str]]
+    device: str = "auto"
+    batch_seconds: float = 60.0
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def run_names(self) -> list[tuple[str, str, str]]:
+        """(run folder name, subset, hyper-parameter set) for every combination, in order."""
+        return [
+            (run_name(subset, hp), subset, hp) for hp in self.hparams for subset in self.subsets
+        ]
+
+
+def run_name(subset: str, hparams: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{subset}--{hparams}")
+
+
+def _typed(where: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise AsrfairError(f"{where}: {key} must be an integer, not {value!r}")
+    if not isinstance(value, kind):
+        raise AsrfairError(f"{where}: {key} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _check_keys(where: str, table: dict[str, Any], valid: list[str]) -> None:
+    for key in table:
+        if key not in valid:
+            raise AsrfairError(
+                f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}"
+            )
+
+
+def _train_config(path: Path, name: str, table: dict[str, Any]) -> TrainConfig:
+    where = f"{path} [hparams.{name}]"
+    kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
+    _check_keys(where, table, list(kinds))
+    values = {k: _typed(where, k, v, kinds[k]) for k, v in table.items()}
+    for key in ("learning_rate", "epochs", "batch_size"):
+        if key in values and values[key] <= 0:
+            raise AsrfairError(f"{where}: {key} must be positive, not {values[key]!r}")
+    fractions = ["mask_time_prob", "layerdrop", *(k for k in kinds if k.endswith("dropout"))]
+    for key in fractions:
+        if key in values and not 0.0 <= values[key] < 1.0:
+            raise AsrfairError(f"{where}: {key} must be in [0, 1), not {values[key]!r}")
+    return replace(TrainConfig(), **values)
+
+
+def load_study(path: Path) -> Study:
+    """Read and check a study file; every mistake names the table and key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AsrfairError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AsrfairError(f"{path}: not valid TOML ({exc})") from None
+    _check_keys(str(path), raw, list(TOP_KEYS))
+    study = raw.get("study", {})
+    _check_keys(f"{path} [study]", study, list(STUDY_KEYS))
+    study = {k: _typed(f"{path} [study]", k, v, STUDY_KEYS[k]) for k, v in study.items()}
+    stats_raw = raw.get("statistics", {})
+    _check_keys(f"{path} [statistics]", stats_raw, list(STATS_KEYS))
+    stats_raw = {
+        k: _typed(f"{path} [statistics]", k, v, STATS_KEYS[k]) for k, v in stats_raw.items()
+    }
+    hparams_raw = raw.get("hparams") or {"default": {}}
+    hparams = {n: _train_config(path, n, t) for n, t in hparams_raw.items()}
+    subsets = [str(s) for s in study.pop("subsets", ["all"])]
+    known = plugins.subsets()
+    for subset in subsets:
+        known.resolve(normalise_spec(subset), option=f"{path} [study] subsets")
+    compare = [tuple(pair) for pair in study.pop("compare", [])]
+    for pair in compare:
+        if len(pair) != 2 or any(p not in subsets for p in pair):
+            raise AsrfairError(
+                f"{path} [study] compare: {list(pair)} must name two of the subsets {subsets}"
+            )
+    seed = study.get("seed", 0)
+    stats = StatsConfig(
+        n_boot=stats_raw.get("bootstrap", 10_000),
+        n_perm=stats_raw.get("permutations", 10_000),
+        seed=seed,
+        confidence=stats_raw.get("confidence", 0.95),
+        min_speakers=stats_raw.get("min_speakers", 10),
+    )
+    options = {k: v for k, v in study.items() if k not in ("name", "device", "batch_seconds")}
+    if "groups" in options:
+        options["groups"] = tuple(str(g) for g in options["groups"])
+    return Study(
+        name=study.get("name", path.stem),
+        options=options,
+        subsets=subsets,
+        hparams=hparams,
+        stats=stats,
+        compare=[(str(a), str(b)) for a, b in compare],
+        device=study.get("device", "auto"),
+        batch_seconds=study.get("batch_seconds", 60.0),
+        source=raw,
+    )
+
+
+def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
+    """Run (or reuse, or resume) every combination, then build the combined report."""
+    from asrfair.audit import AuditOptions, RunSettings, run_audit
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.toml.json").write_text(
+        json.dumps(study.source, indent=2) + "\n", encoding="utf-8"
+    )
+    runs: list[dict[str, Any]] = []
+    for name, subset, hp in study.run_names():
+        run_dir = out / "runs" / name
+        options = AuditOptions(**study.options, train_subset=subset, train=study.hparams[hp])
+        metrics = run_dir / "metrics.json"
+        if not _finished(run_dir, options):
+            settings = RunSettings(
+                out=run_dir,
+                resume=run_dir.exists(),
+                device=study.device,
+                batch_seconds=study.batch_seconds,
+                stats=study.stats,
+                progress=progress,
+            )
+            run_audit(options, settings)
+        runs.append(
+            {
+                "name": name,
+                "subset": subset,
+                "hparams": hp,
+                "metrics": json.loads(metrics.read_text(encoding="utf-8")),
+            }
+        )
+    _same_test_set(out, [r["name"] for r in runs])
+    return build_study_report(study, out, runs)
+
+
+def _finished(run_dir: Path, options: Any) -> bool:
+    """A run is reused when its metrics exist and its config matches the study's options."""
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
+        return False
+    stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("options")
+    return bool(stored == json.loads(json.dumps(options.identity())))
+
+
+def _same_test_set(out: Path, names: list[str]) -> None:
+    first = None
+    for name in names:
+        ids = (out / "runs" / name / "splits" / "test.txt").read_text(encoding="utf-8").split()
+        if first is None:
+            first = (name, set(ids))
+        elif set(ids) != first[1]:
+            extra = sorted(set(ids) ^ first[1])[:3]
+            raise AsrfairError(
+                f"runs {first[0]!r} and {name!r} have different test sets "
+                f"(e.g. {', '.join(extra)}); a study must compare runs on one test set"
+            )
+
+
+def build_study_report(study: Study, out: Path, runs: list[dict[str, Any]]) -> Report:
+    from asrfair.compare import compare_runs
+
+    comparisons = []
+    pairs = study.compare or _default_pairs(study.subsets)
+    for hp in study.hparams:
+        for a, b in pairs:
+            report = compare_runs(
+                out / "runs" / run_name(a, hp), out / "runs" / run_name(b, hp), study.stats
+            )
+            comparisons.append(
+                {
+                    "a": run_name(a, hp),
+                    "b": run_name(b, hp),
+                    "hparams": hp,
+                    "overall": report.data["overall"],
+                    "groups": report.data["groups"],
+                }
+            )
+    data = {
+        "study": study.name,
+        "runs": [_run_row(r) for r in runs],
+        "comparisons": comparisons,
+        "hparams": {name: cfg.as_dict() for name, cfg in study.hparams.items()},
+        "method": runs[0]["metrics"]["method"] if runs else {},
+        "warnings": [],
+        "config": {"asrfair_version": __version__, "study": study.source},
+    }
+    return Report("study", data)
+
+
+def _default_pairs(subsets: list[str]) -> list[tuple[str, str]]:
+    """male against female when both are there, else every subset against the first."""
+    if "male" in subsets and "female" in subsets:
+        return [("male", "female")]
+    return [(subsets[0], s) for s in subsets[1:]]
+
+
+def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+    metrics = run["metrics"]
+    return {
+        "name": run["name"],
+        "subset": run["subset"],
+        "hparams": run["hparams"],
+        "subset_size": metrics["run"]["subset_size"],
+        "subset_total": metrics["run"]["subset_total"],
+        "overall": metrics["overall"],
+        "groups": metrics["groups"],
+        "gaps": metrics["gaps"],
+    }
