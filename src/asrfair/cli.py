@@ -189,8 +189,10 @@ def _columns_dict(columns: Columns) -> dict[str, str]:
 
 @app.command("compare")
 def compare_command(
-    file_a: Annotated[Path, typer.Argument(help="System A's transcripts (the baseline).")],
-    file_b: Annotated[Path, typer.Argument(help="System B's transcripts, same utterance ids.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Two transcripts files, or two or more run folders (A first)."),
+    ],
     *,
     groups: GroupsOpt = "",
     ref_col: RefOpt = "ref",
@@ -205,16 +207,29 @@ def compare_command(
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
 ) -> None:
-    """Paired comparison of two systems on shared utterances: B - A with an interval."""
-    from asrfair.compare import build_compare_report
+    """Paired comparison on shared utterances: B - A with an interval, P(B better).
+
+    Run folders are compared on their stored predictions, each against the first; they must
+    share the test set exactly.
+    """
+    from asrfair.compare import build_compare_report, compare_runs
 
     with user_errors():
+        plugins.exporters().get(fmt, option="--format")
+        cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
+        if len(paths) < 2:
+            raise AsrfairError("compare needs at least two paths: A and B")
+        if all(p.is_dir() for p in paths):
+            for other in paths[1:]:
+                emit(compare_runs(paths[0], other, cfg), fmt, out)
+            return
+        if len(paths) != 2:
+            raise AsrfairError("compare takes exactly two transcripts files (or run folders)")
+        file_a, file_b = paths
         groupings = split_groups(groups)
         columns = _columns(ref_col, hyp_col, id_col, speaker_col)
-        plugins.exporters().get(fmt, option="--format")
         table_a = _score_file(file_a, columns, groupings, normalizer)
         table_b = _score_file(file_b, columns, [], normalizer)
-        cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
         config: dict[str, Any] = {
             "inputs": [str(file_a), str(file_b)],
             "systems": {"a": str(file_a), "b": str(file_b)},
@@ -223,6 +238,61 @@ def compare_command(
             "groups": groupings,
         }
         emit(build_compare_report(table_a, table_b, cfg, config=config), fmt, out)
+
+
+@app.command("report")
+def report_command(
+    path: Annotated[Path, typer.Argument(help="A run folder or a study folder.")],
+    *,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="rich, md, latex, csv, json, or png (plots).")
+    ] = "rich",
+    bold_best: Annotated[
+        bool, typer.Option("--bold-best", help="Bold the lowest rate of each column.")
+    ] = False,
+    out: OutOpt = None,
+) -> None:
+    """Re-render a finished run or study from its stored metrics; nothing is recomputed."""
+    from asrfair.study import load_stored_report, write_plots
+
+    with user_errors():
+        report = load_stored_report(path)
+        report.bold_best = bold_best
+        if fmt == "png":
+            for written in write_plots(report, path):
+                print(written)
+            return
+        emit(report, fmt, out)
+
+
+@app.command("study")
+def study_command(
+    file: Annotated[Path, typer.Argument(help="A study file (TOML); see examples/.")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Study folder [default: beside the file].")
+    ] = None,
+    fmt: FormatOpt = "rich",
+    bold_best: Annotated[bool, typer.Option("--bold-best", help="Bold the best rates.")] = False,
+) -> None:
+    """Run every (training subset x hyper-parameter set) on one test set; one combined table."""
+    from asrfair.study import load_study, run_study, write_study_outputs
+
+    with user_errors():
+        plugins.exporters().get(fmt, option="--format")
+        study = load_study(file)
+        folder = out or file.with_suffix("")
+        try:
+            report = run_study(study, folder)
+        except KeyboardInterrupt:
+            _stderr().print(
+                "[yellow]interrupted:[/] run the same command to resume", highlight=False
+            )
+            raise typer.Exit(130) from None
+        report.bold_best = bold_best
+        write_study_outputs(report, folder)
+        emit(report, fmt, None)
+        _stderr().print(f"study folder: {folder}", highlight=False)
 
 
 data_app = typer.Typer(

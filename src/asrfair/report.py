@@ -275,16 +275,17 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
     tables = []
     for grouping in groupings:
         names = sorted({e["group"] for r in runs for e in r["groups"][grouping]})
-        header = ["run", "subset", "hparams", f"train utts ({' / '.join(names)})", "WER", "CER"]
-        header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (Holm)"]
+        header = ["subset", "hparams", f"train utts ({' / '.join(names)})", "WER", "CER"]
+        header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (Holm)", "note"]
         rows: list[list[Cell]] = []
+        notes: list[str] = []
         for run in runs:
             sizes = {r["group"]: r["n_utterances"] for r in run["subset_size"].get(grouping, [])}
             by_group = {e["group"]: e for e in run["groups"][grouping]}
             gap = _pair_label(run["gaps"].get(grouping, []))
+            warnings = [w for e in run["groups"][grouping] for w in e.get("warnings", [])]
             rows.append(
                 [
-                    run["name"],
                     run["subset"],
                     run["hparams"],
                     " / ".join(str(sizes.get(n, 0)) for n in names),
@@ -296,9 +297,10 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
                     else f"{gap['a']} - {gap['b']}: "
                     + Interval(gap["diff"], _pair(gap["diff_ci"])).percent(),
                     None if gap is None else gap["p_holm"],
+                    _footnote_marks(list(dict.fromkeys(warnings)), notes),
                 ]
             )
-        tables.append(TableView(f"Runs by {grouping}", header, rows))
+        tables.append(TableView(f"Runs by {grouping}", header, rows, _numbered(notes)))
     rows = []
     for cmp in data.get("comparisons", []):
         scopes = [("all", cmp["overall"])] + [

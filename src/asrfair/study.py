@@ -258,3 +258,50 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
         "groups": metrics["groups"],
         "gaps": metrics["gaps"],
     }
+
+
+def write_study_outputs(report: Report, folder: Path) -> list[Path]:
+    """study.json (the data), study.md/.tex/.csv and the plots; runs get their own plots."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "study.json").write_text(
+        json.dumps(report.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    written = [folder / "study.json"]
+    exporters = plugins.exporters()
+    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+        rendered = exporters.get(name)(report)
+        if isinstance(rendered, str):
+            (folder / f"study.{suffix}").write_text(rendered, encoding="utf-8")
+            written.append(folder / f"study.{suffix}")
+    return written + write_plots(report, folder)
+
+
+def write_plots(report: Report, folder: Path) -> list[Path]:
+    from asrfair.plots import plot_gap_forest, plot_run_groups
+
+    if report.kind == "study":
+        written = plot_gap_forest(report.data, folder / "gap_forest")
+        for run in report.data["runs"]:
+            run_dir = folder / "runs" / run["name"]
+            if run_dir.is_dir():
+                written += plot_run_groups(run, run_dir / "group_wer")
+        return written
+    return plot_run_groups(report.data, folder / "group_wer")
+
+
+def load_stored_report(path: Path) -> Report:
+    """A finished study (study.json) or run (metrics.json); else say what is missing."""
+    if (path / "study.json").is_file():
+        return Report("study", json.loads((path / "study.json").read_text(encoding="utf-8")))
+    if (path / "metrics.json").is_file():
+        data = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        return Report("audit" if "run" in data else "score", data)
+    if not path.is_dir():
+        raise AsrfairError(f"{path}: no such run or study folder")
+    have = {p.name for p in path.iterdir()}
+    expected = ["config.json", "splits", "model", "predictions.jsonl", "metrics.json"]
+    missing = [n for n in expected if n not in have]
+    raise AsrfairError(
+        f"{path}: no metrics.json or study.json, so nothing to report; missing: "
+        f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
+    )

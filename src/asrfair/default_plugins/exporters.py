@@ -169,15 +169,26 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
                 for key in ("n_utterances", "n_speakers", "hours"):
                     add(scope, row.get("group", "all"), f"{row['split']}.{key}", row[key])
         return rows
-    add_entry("overall", "all", data["overall"])
-    for grouping, entries in data["groups"].items():
-        for entry in entries:
-            add_entry(grouping, str(entry["group"]), entry)
-    for grouping, gaps in data.get("gaps", {}).items():
-        for g in gaps:
-            label = f"{g['a']} vs {g['b']}"
-            for key in ("diff", "ratio", "p_value", "p_holm"):
-                add(f"gap:{grouping}", label, f"{g['metric']}.{key}", g[key], g.get(f"{key}_ci"))
+
+    def add_result(prefix: str, result: dict[str, Any]) -> None:
+        add_entry(f"{prefix}overall", "all", result["overall"])
+        for grouping, entries in result["groups"].items():
+            for entry in entries:
+                add_entry(f"{prefix}{grouping}", str(entry["group"]), entry)
+        for grouping, gaps in result.get("gaps", {}).items():
+            for g in gaps:
+                label = f"{g['a']} vs {g['b']}"
+                for key in ("diff", "ratio", "p_value", "p_holm"):
+                    ci = g.get(f"{key}_ci")
+                    add(f"{prefix}gap:{grouping}", label, f"{g['metric']}.{key}", g[key], ci)
+
+    if report.kind == "study":  # each run, then each comparison, scoped by name
+        for run in data["runs"]:
+            add_result(f"{run['name']}:", run)
+        for cmp in data["comparisons"]:
+            add_result(f"{cmp['b']} - {cmp['a']}:", cmp)
+        return rows
+    add_result("", data)
     return rows
 
 

@@ -1,0 +1,190 @@
+"""`asrfair study`, `report` and `compare` on run folders, with a tiny model and corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from typer.testing import CliRunner
+
+from asrfair import audit as audit_module
+from asrfair.cli import app
+from asrfair.errors import AsrfairError
+from asrfair.study import load_study
+from conftest import make_cv_release, make_tiny_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    cv = make_cv_release(root / "cv", n_speakers=13, per_speaker=3)
+    model = make_tiny_model(root / "model")
+    path = root / "tiny.toml"
+    path.write_text(
+        f"""
+[study]
+name = "tiny"
+dataset = "commonvoice:{cv}"
+model = "{model}"
+groups = ["gender"]
+subsets = ["all", "male", "female"]
+
+[statistics]
+bootstrap = 200
+permutations = 200
+
+[hparams.slow]
+max_steps = 1
+batch_size = 2
+learning_rate = 1e-4
+
+[hparams.fast]
+max_steps = 1
+batch_size = 2
+learning_rate = 1e-3
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(study_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "tiny"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ASRFAIR_CACHE", str(out.parent / "cache"))
+    result = runner.invoke(app, ["study", str(study_file), "--out", str(out), "--format", "md"])
+    mp.undo()
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_study_runs_every_combination_and_writes_its_tables(finished: Path) -> None:
+    data = json.loads((finished / "study.json").read_text())
+    names = [r["name"] for r in data["runs"]]
+    assert names == [f"{s}--{h}" for h in ("slow", "fast") for s in ("all", "male", "female")]
+    assert [(c["a"], c["b"]) for c in data["comparisons"]] == [
+        ("male--slow", "female--slow"),
+        ("male--fast", "female--fast"),
+    ]
+    for name in ("study.md", "study.tex", "study.csv", "gap_forest.png", "gap_forest.svg"):
+        assert (finished / name).is_file(), name
+    md = (finished / "study.md").read_text()
+    assert "## Runs by gender" in md and "## Paired comparisons (same test set)" in md
+    assert "resampling speakers" in md
+    tex = (finished / "study.tex").read_text()
+    assert "\\toprule" in tex and "\\caption{Runs by gender." in tex
+
+
+def test_plots_exist_and_have_a_size(finished: Path) -> None:
+    forest = matplotlib.image.imread(finished / "gap_forest.png")
+    assert forest.shape[0] > 200 and forest.shape[1] > 400
+    run_plot = matplotlib.image.imread(finished / "runs" / "male--slow" / "group_wer.png")
+    assert run_plot.shape[0] > 200 and run_plot.shape[1] > 300
+
+
+def test_running_again_recomputes_nothing(
+    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_runs(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was computed again")
+
+    monkeypatch.setattr(audit_module, "run_audit", no_runs)
+    before = (finished / "study.md").read_text()
+    result = runner.invoke(
+        app, ["study", str(study_file), "--out", str(finished), "--format", "md"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (finished / "study.md").read_text() == before
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("md", "study.md"), ("latex", "study.tex")])
+def test_report_reproduces_the_study_tables_byte_for_byte(
+    finished: Path, fmt: str, name: str
+) -> None:
+    result = runner.invoke(app, ["report", str(finished), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (finished / name).read_text()
+
+
+def test_report_bold_best(finished: Path) -> None:
+    md = runner.invoke(app, ["report", str(finished), "--format", "md", "--bold-best"]).stdout
+    assert "**" in md
+    tex = runner.invoke(app, ["report", str(finished), "--format", "latex", "--bold-best"]).stdout
+    assert "\\textbf{" in tex
+
+
+def test_report_of_one_run_and_its_plot(finished: Path) -> None:
+    run = finished / "runs" / "female--fast"
+    result = runner.invoke(app, ["report", str(run), "--format", "md"])
+    assert result.stdout == (run / "report.md").read_text()
+    png = runner.invoke(app, ["report", str(run), "--format", "png"])
+    assert png.exit_code == 0 and str(run / "group_wer.png") in png.stdout
+
+
+def test_report_on_a_half_written_run_says_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "run" / "splits").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")
+    result = runner.invoke(app, ["report", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "missing: model, predictions.jsonl, metrics.json" in result.stderr
+
+
+def test_compare_runs(finished: Path) -> None:
+    a, b = finished / "runs" / "male--slow", finished / "runs" / "female--slow"
+    result = runner.invoke(
+        app, ["compare", str(a), str(b), "--bootstrap", "100", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["systems"] == {"a": str(a), "b": str(b)}
+    assert [e["group"] for e in data["groups"]["gender"]] == ["female", "male"]
+
+
+def test_compare_refuses_runs_with_different_test_sets(finished: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    src = finished / "runs" / "all--slow"
+    for name in ("config.json", "predictions.jsonl"):
+        (other / name).write_text((src / name).read_text())
+    (other / "splits").mkdir()
+    lines = (src / "predictions.jsonl").read_text().splitlines()[:-1]
+    (other / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    ids = [json.loads(line)["id"] for line in lines]
+    (other / "splits" / "test.txt").write_text("\n".join(ids) + "\n")
+    result = runner.invoke(app, ["compare", str(src), str(other)])
+    assert result.exit_code == 2
+    assert "have different test sets: 1 ids only in A" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[study]\nsubset = ['all']\n", "[study]: unknown key 'subset'; valid keys: "),
+        ("[hparams.fast]\nlerning_rate = 1e-3\n", "[hparams.fast]: unknown key 'lerning_rate'"),
+        ("[hparams.fast]\nlearning_rate = 'high'\n", "[hparams.fast]: learning_rate must be float"),
+        (
+            "[hparams.fast]\nlearning_rate = -1.0\n",
+            "[hparams.fast]: learning_rate must be positive",
+        ),
+        ("[hparams.x]\nlayerdrop = 1.5\n", "[hparams.x]: layerdrop must be in [0, 1)"),
+        ("[study]\nsubsets = ['all', 'males']\n", "unknown subset 'males'; known:"),
+        (
+            "[study]\nsubsets = ['all']\ncompare = [['all', 'male']]\n",
+            "must name two of the subsets",
+        ),
+        ("[sutdy]\n", "unknown key 'sutdy'; valid keys: hparams, statistics, study"),
+        ("[study\n", "not valid TOML"),
+    ],
+)
+def test_study_file_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(AsrfairError) as err:
+        load_study(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
