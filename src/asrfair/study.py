@@ -156,9 +156,6 @@ def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
     from asrfair.audit import AuditOptions, RunSettings, run_audit
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.toml.json").write_text(
-        json.dumps(study.source, indent=2) + "\n", encoding="utf-8"
-    )
     runs: list[dict[str, Any]] = []
     for name, subset, hp in study.run_names():
         run_dir = out / "runs" / name
