@@ -266,3 +266,73 @@ def test_two_cpu_processes_train_and_rank0_alone_writes(
     assert not list(out.glob("predictions.rank*.jsonl"))
     assert (out / "model" / "model.safetensors").is_file()
     assert not list(out.glob("checkpoints/checkpoint-*"))  # cleaned after the final save
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import Trainer, TrainerCallback
+
+    from asrfair import train as train_module
+
+    class KillAtStep3(TrainerCallback):
+        def on_step_end(self, args: object, state: object, control: object, **kw: object) -> None:
+            if state.global_step == 3:  # type: ignore[attr-defined]
+                raise KeyboardInterrupt
+
+    real_callbacks = train_module._callbacks
+    monkeypatch.setattr(train_module, "_callbacks", lambda: [*real_callbacks(), KillAtStep3()])
+    out = tmp_path / "run"
+    args = [
+        "audit",
+        "--dataset",
+        f"commonvoice:{tiny_cv}",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        *FAST,
+        "--max-steps",
+        "4",
+        "--save-steps",
+        "2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+
+    monkeypatch.setattr(train_module, "_callbacks", real_callbacks)
+    resumed_from: list[object] = []
+    real_train = Trainer.train
+
+    def spy(self: Trainer, *a: object, **kw: object) -> object:
+        resumed_from.append(kw.get("resume_from_checkpoint"))
+        return real_train(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trainer, "train", spy)
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert resumed_from == [str(out / "checkpoints" / "checkpoint-2")]
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+def test_gpu_inference_in_bf16_matches_fp32(tiny_model: Path) -> None:
+    import numpy as np
+    import torch
+    from transformers import Wav2Vec2ForCTC
+
+    from asrfair.train import load_processor
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    processor = load_processor(str(tiny_model))
+    waves = [
+        np.random.default_rng(i).standard_normal(16_000 * (i + 1)).astype(np.float32)
+        for i in range(4)
+    ]
+    net = Wav2Vec2ForCTC.from_pretrained(str(tiny_model))
+    fp32 = infer.Transcriber(net, processor, torch.device("cuda"), mixed_precision=False)(waves)
+    mixed = infer.Transcriber(net, processor, torch.device("cuda"))(waves)
+    assert len(mixed) == len(fp32) == 4
+    assert infer.autocast(torch.device("cuda")) is not None
