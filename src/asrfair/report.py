@@ -244,7 +244,16 @@ def _inspect_tables(data: dict[str, Any]) -> list[TableView]:
     return tables
 
 
-def _run_tables(run: dict[str, Any]) -> list[TableView]:
+def _method_short(method: dict[str, Any]) -> str:
+    confidence = round(100 * float(method.get("confidence", 0.95)))
+    interval = method.get("interval", "percentile")
+    return (
+        f"{confidence}% {interval} intervals, {method.get('draws', 0):,} draws over "
+        f"{method.get('resampling_unit', '?')}s, seed {method.get('seed')}"
+    )
+
+
+def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
     """The head of an audit report: what was trained on what, and how much of each group."""
     subset = run["train_subset"] + (" (not used: --no-train)" if run.get("no_train") else "")
     rows: list[list[Cell]] = [
@@ -253,6 +262,8 @@ def _run_tables(run: dict[str, Any]) -> list[TableView]:
         ["training subset", subset],
         ["split", run["split"]],
     ]
+    if method:
+        rows.append(["statistics", _method_short(method)])
     tables = [TableView("Run", ["field", "value"], rows)]
     total = run["subset_total"]
     for grouping, sizes in run["subset_size"].items():
@@ -338,7 +349,7 @@ def report_tables(report: Report) -> list[TableView]:
     elif report.kind == "inspect":
         tables = _inspect_tables(report.data)
     elif report.kind == "audit" and "run" in report.data:
-        tables = _run_tables(report.data["run"]) + _score_tables(report.data)
+        tables = _run_tables(report.data["run"], report.method) + _score_tables(report.data)
     else:
         tables = _score_tables(report.data)
     if report.bold_best:

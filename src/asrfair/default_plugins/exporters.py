@@ -79,7 +79,8 @@ def to_markdown(report: Report) -> str:
         header, cells = _cells(view)
         rows = _texts(cells, lambda c: c.replace("|", "\\|"), "**{}**")
         out += [f"## {view.title}", "", "| " + " | ".join(header) + " |"]
-        out.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        left = [i == 0 or h == "value" for i, h in enumerate(header)]
+        out.append("|" + "|".join(":---" if flag else "---:" for flag in left) + "|")
         out += ["| " + " | ".join(row) + " |" for row in rows]
         out += ["", *[f"{note}  " for note in view.notes]]
         if view.notes:
@@ -113,7 +114,7 @@ def to_latex(report: Report) -> str:
         header, cells = _cells(view)
         rows = _texts(cells, latex_escape, "\\textbf{{{}}}")
         header = [latex_escape(h) for h in header]
-        align = "l" + "r" * (len(header) - 1)
+        align = "".join("l" if i == 0 or h == "value" else "r" for i, h in enumerate(header))
         notes = " ".join(latex_escape(n) for n in view.notes)
         caption = f"{latex_escape(view.title)}. {notes + ' ' if notes else ''}{method}"
         out += [
