@@ -31,26 +31,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asrfair.default_plugins.datasets import CV17_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "scripts" / "demo_sentences.txt"
 DEMO_OUT = ROOT / "src" / "asrfair" / "demo" / "cv-fr-demo"
 RATE = 16_000
 ACCENTS = ("fr", "fr-be", "fr-ch")
-CV17_COLUMNS = [
-    "client_id",
-    "path",
-    "sentence_id",
-    "sentence",
-    "sentence_domain",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "variant",
-    "locale",
-    "segment",
-]
 AGES = ("teens", "twenties", "thirties", "forties", "fifties", "sixties")
 
 # espeak-ng variants by the gender of their voice. The demo takes the first twelve of each;
@@ -266,9 +253,11 @@ def make_demo(sentences: list[str], per_voice: int, seed: int) -> None:
         seconds = list(pool.map(_demo_clip, jobs, chunksize=8))
     for split in ("train", "dev", "test"):
         part = [{c: r[c] for c in CV17_COLUMNS} for r in rows if r["_split"] == split]
-        write_tsv(DEMO_OUT / f"{split}.tsv", part, CV17_COLUMNS)
+        write_tsv(DEMO_OUT / f"{split}.tsv", part, list(CV17_COLUMNS))
     write_tsv(
-        DEMO_OUT / "validated.tsv", [{c: r[c] for c in CV17_COLUMNS} for r in rows], CV17_COLUMNS
+        DEMO_OUT / "validated.tsv",
+        [{c: r[c] for c in CV17_COLUMNS} for r in rows],
+        list(CV17_COLUMNS),
     )
     durations = [
         {"clip": r["path"], "duration[ms]": str(round(1000 * s))}

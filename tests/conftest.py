@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from asrfair.default_plugins.datasets import CV17_COLUMNS
+
 # Tests never reach a model hub: fail at once instead of retrying a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -70,21 +72,6 @@ def gender_rows(n_speakers: int = 12, per_speaker: int = 5) -> list[dict[str, ob
     return rows
 
 
-CV17_HEADER = [
-    "client_id",
-    "path",
-    "sentence_id",
-    "sentence",
-    "sentence_domain",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "variant",
-    "locale",
-    "segment",
-]
 OLD_HEADER = [
     "client_id",
     "path",
@@ -118,7 +105,7 @@ def make_cv_release(
 
     clips = root / "clips"
     clips.mkdir(parents=True, exist_ok=True)
-    header = OLD_HEADER if old else CV17_HEADER
+    header = OLD_HEADER if old else list(CV17_COLUMNS)
     genders = ["male", "female", ""] if old else ["male_masculine", "female_feminine", ""]
     rows = []
     for s in range(n_speakers):

@@ -47,9 +47,13 @@ def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+def audit_args(cv: Path, model: Path, out: Path) -> list[str]:
+    """The audit command line of these tests, before FAST and the options under test."""
+    return ["audit", "--dataset", f"commonvoice:{cv}", "--model", str(model), "--out", str(out)]
+
+
 def audit(cv: Path, model: Path, out: Path, *extra: str) -> dict[str, object]:
-    args = ["audit", "--dataset", f"commonvoice:{cv}", "--model", str(model), "--out", str(out)]
-    result = runner.invoke(app, [*args, *FAST, *extra])
+    result = runner.invoke(app, [*audit_args(cv, model, out), *FAST, *extra])
     assert result.exit_code == 0, result.output
     data: dict[str, object] = json.loads(result.stdout)
     return data
@@ -129,13 +133,7 @@ def test_interrupted_inference_resumes_without_redoing_utterances(
 
     monkeypatch.setattr(infer.Transcriber, "__call__", killed_after_one_batch)
     args = [
-        "audit",
-        "--dataset",
-        f"commonvoice:{tiny_cv}",
-        "--model",
-        str(tiny_model),
-        "--out",
-        str(out),
+        *audit_args(tiny_cv, tiny_model, out),
         "--batch-seconds",
         "3",
         *FAST,
@@ -167,13 +165,7 @@ def test_out_folder_of_another_configuration_is_refused(
     out = tmp_path / "run"
     audit(tiny_cv, tiny_model, out)
     args = [
-        "audit",
-        "--dataset",
-        f"commonvoice:{tiny_cv}",
-        "--model",
-        str(tiny_model),
-        "--out",
-        str(out),
+        *audit_args(tiny_cv, tiny_model, out),
         *FAST,
     ]
     again = runner.invoke(app, args)
@@ -199,13 +191,7 @@ def test_audit_bad_input(
     tiny_cv: Path, tiny_model: Path, tmp_path: Path, extra: list[str], message: str
 ) -> None:
     args = [
-        "audit",
-        "--dataset",
-        f"commonvoice:{tiny_cv}",
-        "--model",
-        str(tiny_model),
-        "--out",
-        str(tmp_path / "r"),
+        *audit_args(tiny_cv, tiny_model, tmp_path / "r"),
     ]
     result = runner.invoke(app, [*args, *FAST, *extra])
     assert result.exit_code == 2, result.output
@@ -236,27 +222,9 @@ def test_two_cpu_processes_train_and_rank0_alone_writes(
 ) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "ASRFAIR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29517",
-        "-m",
-        "asrfair",
-        "audit",
-        "--dataset",
-        f"commonvoice:{tiny_cv}",
-        "--model",
-        str(tiny_model),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        *FAST,
-    ]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    launcher += ["--master-port", "29517", "-m", "asrfair"]
+    cmd = [*launcher, *audit_args(tiny_cv, tiny_model, out), "--device", "cpu", *FAST]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('"overall"') == 1  # one report: rank 0's
@@ -284,13 +252,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(
     monkeypatch.setattr(train_module, "_callbacks", lambda: [*real_callbacks(), KillAtStep3()])
     out = tmp_path / "run"
     args = [
-        "audit",
-        "--dataset",
-        f"commonvoice:{tiny_cv}",
-        "--model",
-        str(tiny_model),
-        "--out",
-        str(out),
+        *audit_args(tiny_cv, tiny_model, out),
         *FAST,
         "--max-steps",
         "4",

@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import soxr
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 
 TARGET_RATE = 16_000
@@ -120,18 +119,6 @@ class PreparedAudio:
         return wave
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]preparing audio"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),  # stdout stays clean for reports and --json
-        disable=not enabled,
-        transient=True,
-    )
-
-
 def prepare_audio(
     corpus: pd.DataFrame,
     settings: AudioSettings = AudioSettings(),
@@ -146,7 +133,7 @@ def prepare_audio(
         for i, a in zip(corpus["id"], corpus["audio"], strict=True)
     ]
     results: list[ClipResult] = []
-    with _progress(progress) as bar:
+    with progress_bar("preparing audio", enabled=progress) as bar:
         task = bar.add_task("audio", total=len(items))
         for result in _run(items, settings.n_workers()):
             results.append(result)

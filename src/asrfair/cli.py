@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from asrfair import __version__, plugins
+from asrfair.console import stderr
 from asrfair.errors import AsrfairError
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
@@ -33,17 +34,13 @@ app = typer.Typer(
 )
 
 
-def _stderr() -> Console:
-    return Console(stderr=True)
-
-
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input ends the command with one line on stderr and exit code 2."""
     try:
         yield
     except AsrfairError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -63,7 +60,7 @@ def callback(
 ) -> None:
     """asrfair: per-group WER/CER with speaker-level bootstrap intervals, gaps and tests."""
     for message in plugins.load_plugins().errors:
-        _stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 # Options shared by score and compare -----------------------------------------------------------
@@ -142,7 +139,7 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
     else:
         with out.open("w", encoding="utf-8") as handle:
             Console(file=handle, width=120, color_system=None).print(rendered)
-    _stderr().print(f"wrote {out}", highlight=False)
+    stderr().print(f"wrote {out}", highlight=False)
 
 
 @app.command("score")
@@ -285,14 +282,14 @@ def study_command(
         try:
             report = run_study(study, folder)
         except KeyboardInterrupt:
-            _stderr().print(
+            stderr().print(
                 "[yellow]interrupted:[/] run the same command to resume", highlight=False
             )
             raise typer.Exit(130) from None
         report.bold_best = bold_best
         write_study_outputs(report, folder)
         emit(report, fmt, None)
-        _stderr().print(f"study folder: {folder}", highlight=False)
+        stderr().print(f"study folder: {folder}", highlight=False)
 
 
 data_app = typer.Typer(
@@ -378,7 +375,7 @@ def data_prepare_command(
             f"{len(prepared.failed):,} failed, {prepared.filtered:,} outside the duration filter"
         )
         for note in corpus.notes + prepared.notes:
-            _stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
 def _default_out(subset: str) -> Path:
@@ -505,13 +502,13 @@ def audit_command(
         try:
             report = run_audit(options, settings)
         except KeyboardInterrupt:
-            _stderr().print(
+            stderr().print(
                 f"[yellow]interrupted:[/] continue with --resume --out {run_dir}", highlight=False
             )
             raise typer.Exit(130) from None
         if report is not None:  # rank 0
             emit(report, fmt, None)
-            _stderr().print(f"run folder: {run_dir}", highlight=False)
+            stderr().print(f"run folder: {run_dir}", highlight=False)
 
 
 @app.command("plugins")

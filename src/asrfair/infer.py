@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 
 RATE = 16_000
@@ -149,7 +148,10 @@ def transcribe_to_file(
     batches = plan_batches(todo, batch_seconds)[shard[0] :: shard[1]]
     _drop_partial_line(out)
     written = 0
-    with _progress(progress) as bar, out.open("a", encoding="utf-8") as handle:
+    with (
+        progress_bar("transcribing", enabled=progress) as bar,
+        out.open("a", encoding="utf-8") as handle,
+    ):
         task = bar.add_task("infer", total=sum(len(b) for b in batches))
         for batch in batches:
             waves = [np.load(c.cache, mmap_mode="r") for c in batch]
@@ -170,18 +172,6 @@ def _drop_partial_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]transcribing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
+from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 
 PAD, UNK, DELIMITER = "[PAD]", "[UNK]", "|"
@@ -264,14 +264,7 @@ def _callbacks() -> list[Any]:
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if state.is_world_process_zero:
-                self.progress = Progress(
-                    TextColumn("[bold]training[/] {task.fields[loss]}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    console=Console(stderr=True),
-                    transient=True,
-                )
+                self.progress = progress_bar("training", extra="{task.fields[loss]}")
                 self.progress.start()
                 self.task = self.progress.add_task("train", total=state.max_steps, loss="")
                 self.progress.update(self.task, completed=state.global_step)

@@ -17,6 +17,22 @@ from asrfair.registry import Register
 from asrfair.transcripts import read_table
 
 CV_SPLITS = ("train", "dev", "test")
+# The columns of a Common Voice 17 TSV, in order.
+CV17_COLUMNS = (
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+)
 # Renamed so that every release reads alike: CV 17 says "accents", older releases "accent".
 CV_RENAME = {"client_id": "speaker", "accent": "accents"}
 
