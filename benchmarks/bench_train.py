@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_infer import describe, make_model
 
-from asrfair.train import TrainConfig, fine_tune, precision, training_table
+from asrfair.hparams import TrainConfig
+from asrfair.train import fine_tune, precision, training_table
 
 
 def main() -> None:

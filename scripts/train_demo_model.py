@@ -17,8 +17,9 @@ from pathlib import Path
 
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import load_corpus, normalise_sentences
+from asrfair.hparams import TrainConfig
 from asrfair.text import cv_french
-from asrfair.train import PAD, TrainConfig, build_vocab, fine_tune, make_processor, training_table
+from asrfair.train import PAD, build_vocab, fine_tune, make_processor, training_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "scripts" / "demo_sentences.txt"

@@ -11,10 +11,10 @@ import torch
 
 from asrfair import infer
 from asrfair.errors import AsrfairError
+from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, done_ids, plan_batches, transcribe_to_file
 from asrfair.train import (
     CTCCollator,
-    TrainConfig,
     build_vocab,
     choose_vocab,
     load_model,

@@ -23,6 +23,7 @@ from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus
 from asrfair.dataset import prepare_metadata
 from asrfair.errors import AsrfairError
+from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device, transcribe_to_file
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
@@ -31,7 +32,6 @@ from asrfair.split import Split, make_split, write_split
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
 from asrfair.train import (
-    TrainConfig,
     choose_vocab,
     fine_tune,
     load_model,

@@ -19,6 +19,7 @@ from rich.table import Table
 from asrfair import __version__, plugins
 from asrfair.console import stderr
 from asrfair.errors import AsrfairError
+from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
 from asrfair.score import ScoreTable, score
@@ -378,6 +379,9 @@ def data_prepare_command(
             stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
+TRAIN_DEFAULTS = TrainConfig()
+
+
 def _default_out(subset: str) -> Path:
     from datetime import datetime
 
@@ -415,24 +419,44 @@ def audit_command(
     test_fraction: TestFracOpt = 0.2,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0)] = 0.0,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds")] = None,
-    epochs: Annotated[float, typer.Option("--epochs", help="Training epochs.")] = 4.0,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps.")] = -1,
-    learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.005,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = 20,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-device batch.")] = 8,
-    grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
-    eval_steps: Annotated[int, typer.Option("--eval-steps", help="0: no evaluation.")] = 0,
-    save_steps: Annotated[int, typer.Option("--save-steps")] = 100,
-    logging_steps: Annotated[int, typer.Option("--logging-steps")] = 10,
-    mask_time_prob: Annotated[float, typer.Option("--mask-time-prob")] = 0.05,
-    layerdrop: Annotated[float, typer.Option("--layerdrop")] = 0.0,
-    hidden_dropout: Annotated[float, typer.Option("--hidden-dropout")] = 0.0,
-    attention_dropout: Annotated[float, typer.Option("--attention-dropout")] = 0.0,
-    activation_dropout: Annotated[float, typer.Option("--activation-dropout")] = 0.0,
-    feat_proj_dropout: Annotated[float, typer.Option("--feat-proj-dropout")] = 0.0,
-    final_dropout: Annotated[float, typer.Option("--final-dropout")] = 0.0,
+    epochs: Annotated[
+        float, typer.Option("--epochs", help="Training epochs.")
+    ] = TRAIN_DEFAULTS.epochs,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Stop after N steps.")
+    ] = TRAIN_DEFAULTS.max_steps,
+    learning_rate: Annotated[float, typer.Option("--learning-rate")] = TRAIN_DEFAULTS.learning_rate,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = TRAIN_DEFAULTS.weight_decay,
+    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = TRAIN_DEFAULTS.warmup_steps,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Per-device batch.")
+    ] = TRAIN_DEFAULTS.batch_size,
+    grad_accum: Annotated[int, typer.Option("--grad-accum")] = TRAIN_DEFAULTS.grad_accum,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing")
+    ] = TRAIN_DEFAULTS.gradient_checkpointing,
+    eval_steps: Annotated[
+        int, typer.Option("--eval-steps", help="0: no evaluation.")
+    ] = TRAIN_DEFAULTS.eval_steps,
+    save_steps: Annotated[int, typer.Option("--save-steps")] = TRAIN_DEFAULTS.save_steps,
+    logging_steps: Annotated[int, typer.Option("--logging-steps")] = TRAIN_DEFAULTS.logging_steps,
+    mask_time_prob: Annotated[
+        float, typer.Option("--mask-time-prob")
+    ] = TRAIN_DEFAULTS.mask_time_prob,
+    layerdrop: Annotated[float, typer.Option("--layerdrop")] = TRAIN_DEFAULTS.layerdrop,
+    hidden_dropout: Annotated[
+        float, typer.Option("--hidden-dropout")
+    ] = TRAIN_DEFAULTS.hidden_dropout,
+    attention_dropout: Annotated[
+        float, typer.Option("--attention-dropout")
+    ] = TRAIN_DEFAULTS.attention_dropout,
+    activation_dropout: Annotated[
+        float, typer.Option("--activation-dropout")
+    ] = TRAIN_DEFAULTS.activation_dropout,
+    feat_proj_dropout: Annotated[
+        float, typer.Option("--feat-proj-dropout")
+    ] = TRAIN_DEFAULTS.feat_proj_dropout,
+    final_dropout: Annotated[float, typer.Option("--final-dropout")] = TRAIN_DEFAULTS.final_dropout,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     batch_seconds: Annotated[
         float, typer.Option("--batch-seconds", help="Padded audio per inference batch.")
@@ -450,7 +474,6 @@ def audit_command(
 ) -> None:
     """Fine-tune on a training subset, transcribe the fixed test set, report per-group WER/CER."""
     from asrfair.audit import AuditOptions, RunSettings, run_audit
-    from asrfair.train import TrainConfig
 
     with user_errors():
         plugins.exporters().get(fmt, option="--format")

@@ -17,10 +17,10 @@ from typing import Any
 
 from asrfair import __version__, plugins
 from asrfair.errors import AsrfairError
+from asrfair.hparams import TrainConfig
 from asrfair.report import Report
 from asrfair.stats import StatsConfig
 from asrfair.subsets import normalise_spec
-from asrfair.train import TrainConfig
 
 STUDY_KEYS = {
     "name": str,
