@@ -10,7 +10,7 @@ from typing import Any
 class TrainConfig:
     """Every hyper-parameter the notebook varied; all of them land in the run's config.json."""
 
-    epochs: float = 4.0
+    epochs: float = 10.0
     max_steps: int = -1
     learning_rate: float = 5e-4
     weight_decay: float = 0.005
