@@ -188,3 +188,21 @@ def test_study_file_errors_name_the_key(tmp_path: Path, text: str, message: str)
         load_study(path)
     assert message in str(err.value)
     assert str(path) in str(err.value)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("md", "study.md"), ("latex", "study.tex")])
+def test_committed_notebook_study_tables_come_from_its_stored_metrics(fmt: str, name: str) -> None:
+    result = runner.invoke(app, ["report", str(EXAMPLE / "notebook_study"), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (EXAMPLE / "notebook_study" / name).read_text(encoding="utf-8")
+
+
+def test_committed_notebook_study_plot_and_file() -> None:
+    forest = matplotlib.image.imread(EXAMPLE / "notebook_study" / "gap_forest.png")
+    assert forest.shape[0] > 600 and forest.shape[1] > 600
+    study = load_study(EXAMPLE / "notebook_study.toml")
+    assert len(study.run_names()) == 12
+    assert study.subsets == ["all", "half", "male", "female"] and len(study.hparams) == 3

@@ -281,7 +281,8 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
         for run in report.data["runs"]:
             run_dir = folder / "runs" / run["name"]
             if run_dir.is_dir():
-                written += plot_run_groups(run, run_dir / "group_wer")
+                with_method = {**run, "method": report.data["method"]}
+                written += plot_run_groups(with_method, run_dir / "group_wer")
         return written
     return plot_run_groups(report.data, folder / "group_wer")
 
