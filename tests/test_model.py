@@ -155,3 +155,28 @@ def test_sharded_transcription_covers_every_clip_once(tiny: Path, tmp_path: Path
         )
     ids = [done_ids(tmp_path / f"r{rank}.jsonl") for rank in range(2)]
     assert not ids[0] & ids[1] and ids[0] | ids[1] == {c.id for c in clips}
+
+
+def test_batch_normalisation_matches_the_feature_extractor(tiny: Path) -> None:
+    processor = load_processor(str(tiny))
+    rng = np.random.default_rng(3)
+    waves = [rng.standard_normal(n).astype(np.float32) * s for n, s in ((800, 1.0), (500, 3.0))]
+    ours, mask = infer.pad_and_normalise(waves, normalise=True)
+    theirs = processor.feature_extractor(
+        waves, sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
+    assert torch.allclose(ours, theirs["input_values"], atol=1e-5)
+    assert torch.equal(mask, theirs["attention_mask"].to(torch.int32))
+
+
+def test_greedy_decoder_matches_the_tokenizer_and_ignores_padding(tiny: Path) -> None:
+    tokenizer = load_processor(str(tiny)).tokenizer
+    decode = infer.GreedyDecoder(tokenizer)
+    rng = np.random.default_rng(0)
+    ids = torch.from_numpy(rng.integers(0, len(tokenizer.get_vocab()) - 2, size=(5, 40)))
+    full = torch.full((5,), 40)
+    expected = [" ".join(t.split()) for t in tokenizer.batch_decode(ids)]
+    assert decode(ids, full) == expected
+    # frames past a clip's length (padding) add nothing
+    shorter = decode(ids, torch.tensor([10] * 5))
+    assert shorter == [" ".join(t.split()) for t in tokenizer.batch_decode(ids[:, :10])]

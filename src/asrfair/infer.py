@@ -64,6 +64,54 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast("cuda", dtype=dtype)
 
 
+def pad_and_normalise(
+    waves: Sequence[np.ndarray], *, normalise: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded batch and its mask, each clip scaled to zero mean and unit variance.
+
+    The same arithmetic as ``Wav2Vec2FeatureExtractor`` (variance + 1e-7, padding left at 0),
+    done once on the whole batch instead of clip by clip in Python.
+    """
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for row, wave in enumerate(waves):
+        batch[row, : len(wave)] = torch.from_numpy(np.asarray(wave, dtype=np.float32))
+    mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
+    if normalise:
+        n = lengths[:, None].to(torch.float64)
+        values = batch.to(torch.float64)
+        mean = values.sum(dim=1, keepdim=True) / n
+        var = (((values - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
+        batch = (((values - mean) / torch.sqrt(var + 1e-7)) * mask).to(torch.float32)
+    return batch, mask.to(torch.int32)
+
+
+class GreedyDecoder:
+    """Greedy CTC decoding of a whole batch: collapse repeats, drop blanks, map ids to text.
+
+    Frames past each clip's own length are ignored, so padding never adds characters.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        vocab: dict[str, int] = tokenizer.get_vocab()
+        delimiter = tokenizer.word_delimiter_token
+        self.table = [""] * (max(vocab.values()) + 1)
+        for token, index in vocab.items():
+            self.table[index] = " " if token == delimiter else token
+        self.blank = int(tokenizer.pad_token_id)
+
+    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        changed = torch.ones_like(ids, dtype=torch.bool)
+        changed[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        inside = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+        keep = changed & (ids != self.blank) & inside
+        texts = []
+        for row, row_keep in zip(ids.tolist(), keep.tolist(), strict=True):
+            text = "".join(self.table[i] for i, k in zip(row, row_keep, strict=True) if k)
+            texts.append(" ".join(text.split()))
+        return texts
+
+
 class Transcriber:
     """A model and its processor on one device, turning batches of cached clips into text."""
 
@@ -75,25 +123,19 @@ class Transcriber:
         self.device = device
         self.mixed_precision = mixed_precision
         self.attention_mask = bool(processor.feature_extractor.return_attention_mask)
-
-    def inputs(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        batch = self.processor.feature_extractor(
-            [np.asarray(w, dtype=np.float32) for w in waves],
-            sampling_rate=RATE,
-            padding=True,
-            return_attention_mask=self.attention_mask,
-            return_tensors="pt",
-        )
-        keys = ("input_values", "attention_mask") if self.attention_mask else ("input_values",)
-        return {k: batch[k].to(self.device) for k in keys}
+        self.normalise = bool(processor.feature_extractor.do_normalize)
+        self.decode = GreedyDecoder(processor.tokenizer)
 
     def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
+        values, mask = pad_and_normalise(waves, normalise=self.normalise)
+        inputs = {"input_values": values.to(self.device)}
+        if self.attention_mask:  # layer-norm checkpoints; group-norm ones must not see a mask
+            inputs["attention_mask"] = mask.to(self.device)
         precision = autocast(self.device) if self.mixed_precision else contextlib.nullcontext()
         with torch.inference_mode(), precision:
-            logits = self.model(**self.inputs(waves)).logits
-        ids = logits.argmax(dim=-1).cpu()
-        texts: list[str] = self.processor.batch_decode(ids)
-        return texts
+            logits = self.model(**inputs).logits
+        frames = self.model._get_feat_extract_output_lengths(mask.sum(dim=1))
+        return self.decode(logits.argmax(dim=-1).cpu(), frames.cpu())
 
 
 def _with_oom_halving(
