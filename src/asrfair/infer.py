@@ -73,9 +73,10 @@ def pad_and_normalise(
     done once on the whole batch instead of clip by clip in Python.
     """
     lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for row, wave in enumerate(waves):
-        batch[row, : len(wave)] = torch.from_numpy(np.asarray(wave, dtype=np.float32))
+    padded = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+    for row, wave in enumerate(waves):  # copies out of the read-only memory-mapped cache
+        padded[row, : len(wave)] = wave
+    batch = torch.from_numpy(padded)
     mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
     if normalise:
         n = lengths[:, None].to(torch.float64)
