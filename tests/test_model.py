@@ -43,12 +43,11 @@ def test_checkpoint_vocab_is_kept_when_it_covers_the_corpus(tiny: Path) -> None:
     assert reinit and "2" in vocab
 
 
-def test_new_vocabulary_reinitialises_the_head_and_freezes_the_encoder(tiny: Path) -> None:
+def test_new_vocabulary_reinitialises_the_head(tiny: Path) -> None:
     vocab = build_vocab(["abc"])
     net = load_model(str(tiny), vocab, TrainConfig(), reinit_head=True)
     assert net.lm_head.out_features == len(vocab)
     assert net.config.pad_token_id == vocab["[PAD]"]
-    assert not any(p.requires_grad for p in net.wav2vec2.feature_extractor.parameters())
 
 
 def test_bad_model_paths_say_what_to_do(tmp_path: Path) -> None:
@@ -180,3 +179,31 @@ def test_greedy_decoder_matches_the_tokenizer_and_ignores_padding(tiny: Path) ->
     # frames past a clip's length (padding) add nothing
     shorter = decode(ids, torch.tensor([10] * 5))
     assert shorter == [" ".join(t.split()) for t in tokenizer.batch_decode(ids[:, :10])]
+
+
+def test_fine_tuning_freezes_the_feature_encoder_and_trains_the_rest(
+    tiny: Path, tmp_path: Path
+) -> None:
+    from asrfair.train import fine_tune, training_table
+
+    processor = load_processor(str(tiny))
+    net = load_model(str(tiny), processor.tokenizer.get_vocab(), TrainConfig(), reinit_head=False)
+    paths = []
+    for i in range(8):
+        np.save(
+            tmp_path / f"{i}.npy",
+            np.random.default_rng(i).standard_normal(16_000).astype(np.float32),
+        )
+        paths.append(str(tmp_path / f"{i}.npy"))
+    table = training_table(paths, [16_000] * 8, ["le chat"] * 8, processor)
+    conv_before = [p.detach().clone() for p in net.wav2vec2.feature_extractor.parameters()]
+    head_before = net.lm_head.weight.detach().clone()
+    cfg = TrainConfig(max_steps=2, batch_size=4, learning_rate=1e-2, warmup_steps=0)
+    result = fine_tune(
+        net, processor, table, cfg, work_dir=tmp_path / "w", model_dir=tmp_path / "m"
+    )
+    assert result.steps == 2 and (tmp_path / "m" / "model.safetensors").is_file()
+    assert not any(p.requires_grad for p in net.wav2vec2.feature_extractor.parameters())
+    after = list(net.wav2vec2.feature_extractor.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(conv_before, after, strict=True))
+    assert not torch.equal(head_before, net.lm_head.weight)

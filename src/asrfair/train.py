@@ -136,8 +136,6 @@ def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_he
     if reinit_head:  # a different vocabulary means different output units
         torch.manual_seed(cfg.seed)
         net.lm_head.reset_parameters()
-    if cfg.freeze_feature_encoder:
-        net.freeze_feature_encoder()
     return net
 
 
@@ -303,6 +301,8 @@ def fine_tune(
             f"the training subset has {len(train_set)} utterance(s), fewer than one batch "
             f"(--batch-size {cfg.batch_size}); choose a larger subset or a smaller batch"
         )
+    if cfg.freeze_feature_encoder:  # the conv front end keeps its pre-trained filters
+        net.freeze_feature_encoder()
     attention_mask = bool(processor.feature_extractor.return_attention_mask)
     callbacks = _callbacks()
     trainer = Trainer(
