@@ -30,7 +30,7 @@ def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 name = "tiny"
 dataset = "commonvoice:{cv}"
 model = "{model}"
-groups = ["gender"]
+groups = ["gender", "gender*age"]
 subsets = ["all", "male", "female"]
 
 [statistics]
@@ -74,7 +74,9 @@ def test_study_runs_every_combination_and_writes_its_tables(finished: Path) -> N
     for name in ("study.md", "study.tex", "study.csv", "gap_forest.png", "gap_forest.svg"):
         assert (finished / name).is_file(), name
     md = (finished / "study.md").read_text()
-    assert "## Runs by gender" in md and "## Paired comparisons (same test set)" in md
+    assert "## Runs by gender\n" in md and "## Paired comparisons (same test set)" in md
+    assert "## Runs by gender*age" in md  # one table per grouping, intersections included
+    assert "gender*age=female*fifties" in md
     assert "resampling speakers" in md
     tex = (finished / "study.tex").read_text()
     assert "\\toprule" in tex and "\\caption{Runs by gender." in tex
