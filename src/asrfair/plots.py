@@ -10,6 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "asrfair"  # stable element ids: the same data, the same SVG
 
 import matplotlib.pyplot as plt
 
