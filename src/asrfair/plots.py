@@ -10,7 +10,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-matplotlib.rcParams["svg.hashsalt"] = "asrfair"  # stable element ids: the same data, the same SVG
 
 import matplotlib.pyplot as plt
 
@@ -23,7 +22,9 @@ def _save(fig: Any, stem: Path) -> list[Path]:
         path = stem.with_suffix(f".{fmt}")
         # A fixed date keeps SVGs byte-stable between renders of the same data.
         metadata = {"Date": None} if fmt == "svg" else {"Software": "asrfair"}
-        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
+        # A fixed hash salt gives stable SVG element ids: the same data, the same file.
+        with matplotlib.rc_context({"svg.hashsalt": "asrfair"}):
+            fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths
