@@ -8,4 +8,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e ".[test]" -e plugins/asrfair-agebuckets
 .venv/bin/ruff check src tests plugins benchmarks scripts
 .venv/bin/mypy
+.venv/bin/mypy plugins/asrfair-agebuckets/src
 .venv/bin/python -m pytest -q

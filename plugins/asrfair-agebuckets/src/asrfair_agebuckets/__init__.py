@@ -9,6 +9,7 @@ from asrfair import hookimpl
 from asrfair.errors import AsrfairError
 from asrfair.metrics import MetricContext
 from asrfair.registry import Register
+from asrfair.subsets import Selector
 
 # Common Voice's age values, grouped so that each bucket has enough speakers.
 BUCKETS = {
@@ -18,7 +19,7 @@ BUCKETS = {
 }
 
 
-def age_subset(arg: str | None):  # type: ignore[no-untyped-def]
+def age_subset(arg: str | None) -> Selector:
     """``age:BUCKET``: training rows whose Common Voice age falls in the bucket."""
     if arg not in BUCKETS:
         raise AsrfairError(f"subset 'age:{arg}': choose one of {', '.join(BUCKETS)}")
