@@ -37,6 +37,7 @@ from asrfair.train import (
     load_model,
     load_processor,
     make_processor,
+    model_load_error,
     training_table,
     unknown_characters,
 )
@@ -233,9 +234,7 @@ def _feat_extract_norm(model: str) -> str:
     try:
         return str(Wav2Vec2Config.from_pretrained(model).feat_extract_norm)
     except Exception:
-        from asrfair.train import _hub_error
-
-        raise _hub_error(model, RuntimeError("config.json could not be read")) from None
+        raise model_load_error(model, RuntimeError("config.json could not be read")) from None
 
 
 def group_columns(groups: tuple[str, ...]) -> list[str]:
@@ -252,13 +251,11 @@ def _transcribe(
 ) -> Path:
     from transformers import Wav2Vec2ForCTC
 
-    from asrfair.train import _hub_error
-
     try:
         net = Wav2Vec2ForCTC.from_pretrained(model_path)
         processor = load_processor(model_path)
     except Exception as exc:
-        raise _hub_error(model_path, exc) from None
+        raise model_load_error(model_path, exc) from None
     test = data.frame[data.frame["id"].isin(data.split.ids("test"))].set_index("id")
     clips = [
         Clip(str(i), str(c), int(n))

@@ -99,7 +99,8 @@ def unknown_characters(processor: Any, sentences: Sequence[str]) -> dict[str, in
 
 
 # --- model -------------------------------------------------------------------------------------
-def _hub_error(model: str, exc: Exception) -> AsrfairError:
+def model_load_error(model: str, exc: Exception) -> AsrfairError:
+    """Name the --model and say what to do: a broken folder, or a hub id with no network."""
     if Path(model).exists():
         return AsrfairError(
             f"--model {model}: not a Wav2Vec2ForCTC checkpoint ({type(exc).__name__}: "
@@ -132,7 +133,7 @@ def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_he
         config = Wav2Vec2Config.from_pretrained(model, **overrides)
         net = Wav2Vec2ForCTC.from_pretrained(model, config=config, ignore_mismatched_sizes=True)
     except Exception as exc:
-        raise _hub_error(model, exc) from None
+        raise model_load_error(model, exc) from None
     if reinit_head:  # a different vocabulary means different output units
         torch.manual_seed(cfg.seed)
         net.lm_head.reset_parameters()
