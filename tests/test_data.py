@@ -298,3 +298,28 @@ def test_data_prepare_reports_counts(cv17: Path, tmp_path: Path) -> None:
     assert "30 clips kept" in first.stdout and "30 decoded, 0 from cache" in first.stdout
     assert "20 clips kept" in second.stdout and "0 decoded, 30 from cache" in second.stdout
     assert "10 outside the duration filter" in second.stdout
+
+
+def test_hf_columns_are_mapped_by_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    sf.write(tmp_path / "a.wav", tone(0.5, 16_000), 16_000)
+    ds = datasets.Dataset.from_dict(
+        {
+            "audio": [str(tmp_path / "a.wav")] * 4,
+            "words": ["un", "deux", "trois", "quatre"],
+            "who": ["s1", "s2", "s3", "s4"],
+            "sex": ["male", "female", "male", "female"],
+        }
+    ).cast_column("audio", datasets.Audio(decode=False))
+    ds.save_to_disk(str(tmp_path / "hf"))
+    args = ["data", "inspect", f"hf:{tmp_path / 'hf'}", "--groups", "gender", "--format", "json"]
+    result = runner.invoke(app, [*args, "--columns", "sentence=words,speaker=who,gender=sex"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["groups"]["gender"]
+    assert {r["group"] for r in rows} == {"male", "female"}
+    assert sum(r["n_speakers"] for r in rows) == 4
+    bad = runner.invoke(app, [*args, "--columns", "sentence=text"])
+    assert bad.exit_code == 2
+    assert "--columns: dataset 'hf:" in bad.stderr and "has no column 'text'" in bad.stderr
+    odd = runner.invoke(app, [*args, "--columns", "sentence"])
+    assert "is not CANONICAL=SOURCE" in odd.stderr

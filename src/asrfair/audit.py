@@ -20,7 +20,7 @@ import pandas as pd
 
 from asrfair import __version__, plugins
 from asrfair.audio import AudioSettings, prepare_audio
-from asrfair.corpus import Corpus
+from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
@@ -64,6 +64,7 @@ class AuditOptions:
     seed: int = 0
     min_seconds: float = 0.0
     max_seconds: float | None = None
+    columns: str = ""  # --columns: CANONICAL=SOURCE pairs for datasets with other column names
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def resolved_model(self) -> str:
@@ -177,7 +178,9 @@ class Prepared:
 
 def prepare(options: AuditOptions, settings: RunSettings, state: Any) -> Prepared:
     normalize = plugins.normalizers().get(options.normalizer, option="--normalizer")
-    corpus = prepare_metadata(options.dataset, normalize, list(options.groups))
+    corpus = prepare_metadata(
+        options.dataset, normalize, list(options.groups), parse_columns(options.columns)
+    )
     audio = AudioSettings(
         min_seconds=options.min_seconds,
         max_seconds=options.max_seconds,

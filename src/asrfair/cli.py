@@ -18,6 +18,7 @@ from rich.table import Table
 
 from asrfair import __version__, plugins
 from asrfair.console import stderr
+from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
@@ -310,6 +311,13 @@ SplitOpt = Annotated[
 TestFracOpt = Annotated[
     float, typer.Option("--test-fraction", help="Share of utterances (whole speakers) in test.")
 ]
+ColumnsOpt = Annotated[
+    str,
+    typer.Option(
+        "--columns",
+        help="The dataset's own column names, e.g. [bold]sentence=transcription,speaker=client[/].",
+    ),
+]
 
 
 @data_app.command("inspect")
@@ -321,6 +329,7 @@ def data_inspect_command(
     split: SplitOpt = "speaker",
     test_fraction: TestFracOpt = 0.2,
     seed: SeedOpt = 0,
+    columns: ColumnsOpt = "",
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
 ) -> None:
@@ -337,6 +346,7 @@ def data_inspect_command(
             how=split,
             test_fraction=test_fraction,
             seed=seed,
+            columns=parse_columns(columns),
         )
         emit(report, fmt, out)
 
@@ -346,6 +356,7 @@ def data_prepare_command(
     dataset: DatasetArg = "demo",
     *,
     normalizer: NormOpt = "cv-french",
+    columns: ColumnsOpt = "",
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", min=0, help="Drop clips shorter than this.")
     ] = 0.0,
@@ -365,7 +376,7 @@ def data_prepare_command(
 
     with user_errors():
         normalize = plugins.normalizers().get(normalizer, option="--normalizer")
-        corpus = prepare_metadata(dataset, normalize, [])
+        corpus = prepare_metadata(dataset, normalize, [], parse_columns(columns))
         settings = AudioSettings(min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)
         prepared = prepare_audio(corpus.frame, settings, cache_dir)
         hours = prepared.table["seconds"].sum() / 3600
@@ -417,6 +428,7 @@ def audit_command(
     normalizer: NormOpt = "cv-french",
     split: SplitOpt = "speaker",
     test_fraction: TestFracOpt = 0.2,
+    columns: ColumnsOpt = "",
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0)] = 0.0,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds")] = None,
     epochs: Annotated[
@@ -510,6 +522,7 @@ def audit_command(
             seed=seed,
             min_seconds=min_seconds,
             max_seconds=max_seconds,
+            columns=columns,
             train=train,
         )
         run_dir = out or _default_out(train_subset)

@@ -116,12 +116,38 @@ def normalise_sentences(corpus: Corpus, normalizer: Callable[[str], str]) -> Cor
     return Corpus(corpus.name, frame.loc[~empty].reset_index(drop=True), notes)
 
 
-def load_corpus(spec: str) -> Corpus:
-    """``name[:arg]`` through the dataset plugins, e.g. ``commonvoice:/data/cv-corpus-17.0/fr``."""
+def parse_columns(text: str) -> dict[str, str]:
+    """``--columns sentence=transcription,speaker=client`` as {canonical: source}."""
+    mapping = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        canonical, sep, source = part.partition("=")
+        if not sep or not canonical.strip() or not source.strip():
+            raise AsrfairError(f"--columns: {part!r} is not CANONICAL=SOURCE, e.g. sentence=text")
+        mapping[canonical.strip()] = source.strip()
+    return mapping
+
+
+def map_columns(frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.DataFrame:
+    """Rename a dataset's own column names to asrfair's (``sentence``, ``speaker``...)."""
+    for canonical, source in columns.items():
+        if source not in frame.columns:
+            have = ", ".join(map(str, frame.columns))
+            raise AsrfairError(
+                f"--columns: dataset {name!r} has no column {source!r}; columns are: {have}"
+            )
+        frame = frame.drop(columns=[canonical], errors="ignore").rename(columns={source: canonical})
+    return frame
+
+
+def load_corpus(spec: str, columns: dict[str, str] | None = None) -> Corpus:
+    """``name[:arg]`` through the dataset plugins, e.g. ``commonvoice:/data/cv-corpus-17.0/fr``.
+
+    ``columns`` maps asrfair's column names to the dataset's, for tables that name them otherwise.
+    """
     from asrfair import plugins
 
     loader, arg = plugins.datasets().resolve(spec, option="--dataset")
     loaded = loader(arg)
-    if isinstance(loaded, Corpus):
-        return finish_corpus(loaded.name, loaded.frame, loaded.notes)
-    return finish_corpus(spec, loaded)
+    corpus = loaded if isinstance(loaded, Corpus) else Corpus(spec, loaded)
+    frame = map_columns(corpus.frame, columns or {}, corpus.name)
+    return finish_corpus(corpus.name, frame, corpus.notes)

@@ -23,10 +23,13 @@ from asrfair.split import Split, make_split
 
 
 def prepare_metadata(
-    spec: str, normalizer: Callable[[str], str], groupings: Sequence[str]
+    spec: str,
+    normalizer: Callable[[str], str],
+    groupings: Sequence[str],
+    columns: dict[str, str] | None = None,
 ) -> Corpus:
     """Load, normalise sentences, and drop rows without a value for a requested group."""
-    corpus = normalise_sentences(load_corpus(spec), normalizer)
+    corpus = normalise_sentences(load_corpus(spec, columns), normalizer)
     return drop_empty_groups(corpus, list(groupings))
 
 
@@ -97,8 +100,9 @@ def inspect_dataset(
     how: str = "speaker",
     test_fraction: float = 0.2,
     seed: int = 0,
+    columns: dict[str, str] | None = None,
 ) -> Report:
-    corpus = prepare_metadata(spec, normalizer, groupings)
+    corpus = prepare_metadata(spec, normalizer, groupings, columns)
     split = make_split(
         corpus.frame, how, test_fraction=test_fraction, seed=seed, stratify=list(groupings)
     )

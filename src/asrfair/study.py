@@ -37,6 +37,7 @@ STUDY_KEYS = {
     "compare": list,
     "device": str,
     "batch_seconds": float,
+    "columns": str,
 }
 STATS_KEYS = {"bootstrap": int, "permutations": int, "confidence": float, "min_speakers": int}
 TOP_KEYS = ("study", "statistics", "hparams")
