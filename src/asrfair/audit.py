@@ -21,7 +21,7 @@ import pandas as pd
 from asrfair import __version__, plugins
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
-from asrfair.dataset import prepare_metadata
+from asrfair.dataset import prepare_metadata, size_summary
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device, transcribe_to_file
@@ -152,18 +152,8 @@ def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[
     out: dict[str, list[dict[str, Any]]] = {}
     for grouping in groups:
         labels = group_labels(frame, grouping)
-        rows = []
-        for name in sorted(labels.dropna().unique()):
-            part = frame[labels == name]
-            rows.append(
-                {
-                    "group": str(name),
-                    "n_utterances": len(part),
-                    "n_speakers": int(part["speaker"].nunique()),
-                    "hours": round(float(part["seconds"].sum()) / 3600, 4),
-                }
-            )
-        out[grouping] = rows
+        names = sorted(labels.dropna().unique())
+        out[grouping] = [{"group": str(n)} | size_summary(frame[labels == n]) for n in names]
     return out
 
 
@@ -265,6 +255,7 @@ def _transcribe(
         for i, c, n in zip(test.index, test["cache"], test["n_samples"], strict=True)
     ]
     rows: dict[str, Any] = dict(zip(test.index.astype(str), test.to_dict("records"), strict=True))
+    columns = group_columns(options_groups)
     merged = settings.out / "predictions.jsonl"
     world, rank = state.num_processes, state.process_index
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
@@ -276,7 +267,7 @@ def _transcribe(
         clips,
         target,
         batch_seconds=settings.batch_seconds,
-        extra=lambda utt, hyp: _record(rows[utt], hyp, group_columns(options_groups)),
+        extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
         shard=(rank, world),
         progress=settings.progress and state.is_main_process,
     )
@@ -396,11 +387,7 @@ def _report(
         "dataset": options.dataset,
         "train_subset": options.train_subset,
         "subset_size": group_sizes(data.subset, options.groups),
-        "subset_total": {
-            "n_utterances": len(data.subset),
-            "n_speakers": int(data.subset["speaker"].nunique()),
-            "hours": round(float(data.subset["seconds"].sum()) / 3600, 4),
-        },
+        "subset_total": size_summary(data.subset),
         "split": data.split.method,
         "no_train": options.no_train,
         "hyperparameters": options.train.as_dict(),

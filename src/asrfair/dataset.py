@@ -54,6 +54,15 @@ def clip_seconds(corpus: Corpus, workers: int = 8) -> np.ndarray:
         return np.array(list(pool.map(_seconds, frame["audio"])), dtype=float)
 
 
+def size_summary(part: pd.DataFrame) -> dict[str, Any]:
+    """Utterances, speakers and hours of some rows (``seconds`` may hold NaN for unread clips)."""
+    return {
+        "n_utterances": len(part),
+        "n_speakers": int(part["speaker"].nunique()),
+        "hours": round(float(np.nansum(part["seconds"])) / 3600.0, 4),
+    }
+
+
 def _summary_rows(frame: pd.DataFrame, labels: pd.Series | None) -> list[dict[str, Any]]:
     rows = []
     keys = ["side"] if labels is None else ["label", "side"]
@@ -61,13 +70,8 @@ def _summary_rows(frame: pd.DataFrame, labels: pd.Series | None) -> list[dict[st
     for key, part in data.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = {} if labels is None else {"group": str(key[0])}
-        row.update(
-            split=str(key[-1]),
-            n_utterances=len(part),
-            n_speakers=int(part["speaker"].nunique()),
-            hours=round(float(np.nansum(part["seconds"])) / 3600.0, 4),
-        )
-        rows.append(row)
+        row["split"] = str(key[-1])
+        rows.append(row | size_summary(part))
     return rows
 
 

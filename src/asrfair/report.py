@@ -122,9 +122,14 @@ def _rate_fields(entry: dict[str, Any]) -> list[str]:
     return [k for k in entry if f"{k}_ci" in entry]
 
 
+def _pair(ci: list[float] | None) -> tuple[float, float] | None:
+    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples)."""
+    return (ci[0], ci[1]) if ci else None
+
+
 def _interval(entry: dict[str, Any], name: str) -> Interval:
     ci = entry.get(f"{name}_ci")
-    return Interval(entry.get(name), (ci[0], ci[1]) if ci else None)
+    return Interval(entry.get(name), _pair(ci))
 
 
 def _footnote_marks(warnings: list[str], notes: list[str]) -> str:
@@ -173,7 +178,7 @@ def _score_tables(data: dict[str, Any]) -> list[TableView]:
             [
                 f"{g['a']} vs {g['b']}",
                 g["metric"].upper(),
-                Interval(g["diff"], tuple(g["diff_ci"]) if g["diff_ci"] else None),
+                Interval(g["diff"], _pair(g["diff_ci"])),
                 _ratio_text(g),
                 g["p_value"],
                 g["p_holm"],
@@ -204,7 +209,7 @@ def _compare_row(
         metric.upper(),
         Interval(cmp.get("rate_a")),
         Interval(cmp.get("rate_b")),
-        Interval(cmp.get("diff"), tuple(diff_ci) if diff_ci else None),
+        Interval(cmp.get("diff"), _pair(diff_ci)),
         cmp.get("p_b_better"),
         entry.get("n_speakers"),
         _footnote_marks(entry.get("warnings", []), notes),
@@ -334,10 +339,6 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
         header = ["A", "B", "scope", "WER A", "WER B", "B - A (pts)", "P(B better)"]
         tables.append(TableView("Paired comparisons (same test set)", header, rows))
     return tables
-
-
-def _pair(ci: list[float] | None) -> tuple[float, float] | None:
-    return (ci[0], ci[1]) if ci else None
 
 
 def report_tables(report: Report) -> list[TableView]:
