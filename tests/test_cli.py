@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -76,7 +77,12 @@ def test_json_contract(gender_csv: Path) -> None:
         assert set(entry) >= RATE_FIELDS
         assert 0 <= entry["wer_ci"][0] <= entry["wer"] <= entry["wer_ci"][1] <= 1
         assert entry["n_speakers"] == 6
-        assert entry["warnings"] == ["only 6 speaker(s) (< 10): interval unreliable"]
+        # The fixture gives every speaker of a gender the same error counts.
+        assert entry["warnings"] == [
+            "only 6 speaker(s) (< 10): interval unreliable",
+            "wer: no variation between speakers: a zero-width interval",
+            "cer: no variation between speakers: a zero-width interval",
+        ]
     female, male = entries
     assert female["wer"] == pytest.approx(female["errors"] / female["n_ref_words"])
     assert female["wer"] > male["wer"]
@@ -84,19 +90,50 @@ def test_json_contract(gender_csv: Path) -> None:
     assert (gap["a"], gap["b"], gap["metric"]) == ("female_feminine", "male_masculine", "wer")
     assert gap["diff"] == pytest.approx(female["wer"] - male["wer"])
     assert gap["diff_ci"][0] > 0
-    assert gap["p_value"] < 0.05 and gap["p_holm"] == gap["p_value"]
+    assert gap["p_value"] < 0.05 and gap["p_holm"] == gap["p_adjusted"] == gap["p_value"]
+    assert gap["kind"] == "pair" and (gap["n_speakers_a"], gap["n_speakers_b"]) == (6, 6)
+    assert gap["warnings"][0] == "only 6 speaker(s) (< 10): interval unreliable"  # both groups'
+    # 6 vs 6 speakers: 924 relabelings, all enumerated; the smallest p is 2/924 (the swap).
+    assert gap["p_exact"] is True and gap["p_min"] == pytest.approx(2 / 924)
+    assert gap["p_value"] * 924 == pytest.approx(round(gap["p_value"] * 924))
     method = data["method"]
     assert method["resampling_unit"] == "speaker"
-    assert (method["draws"], method["seed"], method["interval"]) == (500, 0, "percentile")
+    assert (method["draws"], method["seed"], method["interval"]) == (500, 0, "auto")
+    assert method["p_adjust"] == "holm" and "metric" in method["p_adjust_family"]
+    # The linearised t interval draws nothing, and says so.
+    args = ("score", str(gender_csv), "--groups", "gender", "--bootstrap", "500")
+    linear = run_json(*args, "--interval", "t")["method"]
+    assert (linear["draws"], linear["interval"], linear["bootstrap"]) == (0, "t", "none")
 
 
-def test_same_seed_same_numbers_other_seed_other_intervals(gender_csv: Path) -> None:
+def test_same_seed_same_numbers_other_seed_other_draws(gender_csv: Path) -> None:
     args = ("score", str(gender_csv), "--groups", "gender", "--bootstrap", "300")
-    first, again = run_json(*args), run_json(*args)
-    other = run_json(*args, "--seed", "9")
+    boot = (*args, "--interval", "bca")
+    first, again = run_json(*boot), run_json(*boot)
     assert first == again
-    assert first["overall"]["wer"] == other["overall"]["wer"]
-    assert first["overall"]["wer_ci"] != other["overall"]["wer_ci"]
+    assert first["method"]["interval"] == "bca" and first["method"]["draws"] == 300
+    # The t interval uses no random draws; Monte-Carlo permutation p-values move with the seed
+    # (6 speakers a side have 924 relabelings: ask for fewer, so they are drawn, not listed).
+    ref = "un deux trois quatre cinq six sept huit"
+    wrong = np.random.default_rng(4).integers(0, 5, size=(12, 5))
+    rows = [  # speakers whose error counts vary, in two groups, no real gap
+        {
+            "id": f"s{s}-u{u}",
+            "speaker": f"spk{s}",
+            "half": "ab"[s % 2],
+            "ref": ref,
+            "hyp": " ".join(["x"] * wrong[s, u] + ref.split()[wrong[s, u] :]),
+        }
+        for s in range(12)
+        for u in range(5)
+    ]
+    noisy = write_transcripts(gender_csv.parent / "noisy.csv", rows)
+    mc = ("score", str(noisy), "--groups", "half", "--permutations", "200", "--interval", "t")
+    t_first, t_other = run_json(*mc), run_json(*mc, "--seed", "9")
+    assert t_first["overall"]["wer_ci"] == t_other["overall"]["wer_ci"]
+    gap_first, gap_other = t_first["gaps"]["half"][0], t_other["gaps"]["half"][0]
+    assert gap_first["p_exact"] is False and 0.01 < gap_first["p_value"] < 1
+    assert gap_first["p_value"] != gap_other["p_value"]
 
 
 def test_intersectional_groups(gender_csv: Path) -> None:
@@ -109,7 +146,20 @@ def test_intersectional_groups(gender_csv: Path) -> None:
         "male_masculine*twenties",
     ]
     assert [e["group"] for e in data["groups"]["age"]] == ["fifties", "twenties"]
-    assert len([g for g in data["gaps"]["gender*age"] if g["metric"] == "wer"]) == 6
+    wer_gaps = [g for g in data["gaps"]["gender*age"] if g["metric"] == "wer"]
+    assert [g["kind"] for g in wer_gaps] == ["pair"] * 6 + ["largest"]
+    largest = wer_gaps[-1]
+    worst = max(data["groups"]["gender*age"], key=lambda e: e["wer"])
+    best = min(data["groups"]["gender*age"], key=lambda e: e["wer"])
+    assert (largest["a"], largest["b"]) == (worst["group"], best["group"])
+    assert largest["diff"] == pytest.approx(worst["wer"] - best["wer"])
+    assert largest["p_value"] is None
+    # Simultaneous over 4 groups, so no narrower than the same pair's own interval (the
+    # fixture's speakers within a group are identical; test_stats checks it is wider).
+    pair = next(g for g in wer_gaps if {g["a"], g["b"]} == {worst["group"], best["group"]})
+    assert (
+        largest["diff_ci"][0] <= pair["diff_ci"][0] and largest["diff_ci"][1] >= pair["diff_ci"][1]
+    )
 
 
 def test_no_speaker_column_falls_back_to_utterances(tmp_path: Path) -> None:
@@ -146,6 +196,9 @@ def test_bootstrap_zero_means_no_intervals_and_says_so(gender_csv: Path) -> None
     assert "--bootstrap 0: no confidence intervals were computed" in data["warnings"]
     result = runner.invoke(app, ["score", str(gender_csv), "--bootstrap", "0", "--format", "md"])
     assert "No intervals (--bootstrap 0)." in result.stdout
+    # Permutation p-values do not depend on --bootstrap.
+    assert data["gaps"]["gender"][0]["p_value"] is not None
+    assert data["method"]["interval"] == "none" and data["method"]["permutations"] == 10_000
 
 
 def test_normalizer_option(tmp_path: Path) -> None:
@@ -293,10 +346,12 @@ def test_compare_two_systems(tmp_path: Path) -> None:
     female, male = data["groups"]["gender"]
     assert female["wer"]["rate_b"] == 0.0
     assert male["wer"]["diff"] == 0.0
+    assert (male["wer"]["p_b_better"], male["wer"]["p_a_better"], male["wer"]["p_tie"]) == (0, 0, 1)
     assert data["method"]["comparison"].startswith("paired bootstrap")
     assert "59 shared ids; 1 only in A, 0 only in B" in data["warnings"][0]
     md = runner.invoke(app, ["compare", str(a), str(b), "--groups", "gender", "--format", "md"])
-    assert "| group | metric | A | B | B - A (pts) | P(B better) |" in md.stdout
+    header = "| group | metric | A | B | B - A (pts) | P(B better) | P(A better) | P(tie) |"
+    assert header in md.stdout
 
 
 def test_compare_refuses_different_references(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib.image
@@ -77,7 +78,7 @@ def test_study_runs_every_combination_and_writes_its_tables(finished: Path) -> N
     assert "## Runs by gender\n" in md and "## Paired comparisons (same test set)" in md
     assert "## Runs by gender*age" in md  # one table per grouping, intersections included
     assert "gender*age=female*fifties" in md
-    assert "resampling speakers" in md
+    assert "bootstrap-t intervals from 200 draws resampling speakers" in md
     tex = (finished / "study.tex").read_text()
     assert "\\toprule" in tex and "\\caption{Runs by gender." in tex
 
@@ -102,6 +103,31 @@ def test_running_again_recomputes_nothing(
     )
     assert result.exit_code == 0, result.output
     assert (finished / "study.md").read_text() == before
+
+
+def test_other_statistics_rescore_finished_runs_without_training(
+    finished: Path, study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(audit_module, "fine_tune", no_training)
+    monkeypatch.setenv("ASRFAIR_CACHE", str(finished.parent / "cache"))
+    other = tmp_path / "other.toml"
+    text = study_file.read_text().replace(
+        "permutations = 200", 'permutations = 200\ninterval = "t"'
+    )
+    other.write_text(text)
+    out = tmp_path / "copy"
+
+    shutil.copytree(finished, out)
+    result = runner.invoke(app, ["study", str(other), "--out", str(out), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "runs" / "all--slow" / "metrics.json").read_text())
+    assert run["method"]["interval"] == "t"  # not the stored bootstrap-t numbers
+    stored = json.loads((finished / "runs" / "all--slow" / "metrics.json").read_text())
+    assert stored["method"]["interval"] == "auto"
+    assert run["overall"]["wer"] == stored["overall"]["wer"]
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("md", "study.md"), ("latex", "study.tex")])

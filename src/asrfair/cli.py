@@ -60,7 +60,7 @@ def callback(
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show version."),
     ] = None,
 ) -> None:
-    """asrfair: per-group WER/CER with speaker-level bootstrap intervals, gaps and tests."""
+    """asrfair: per-group WER/CER with speaker-level intervals, gaps and tests."""
     for message in plugins.load_plugins().errors:
         stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
@@ -90,15 +90,48 @@ NormOpt = Annotated[
     str, typer.Option("--normalizer", help="Text normaliser for ref and hyp (see `plugins`).")
 ]
 BootOpt = Annotated[
-    int, typer.Option("--bootstrap", min=0, help="Bootstrap draws; 0 turns intervals off.")
+    int,
+    typer.Option(
+        "--bootstrap",
+        min=0,
+        help="Bootstrap draws per group; 0 turns intervals off.",
+    ),
 ]
 PermOpt = Annotated[
-    int, typer.Option("--permutations", min=0, help="Permutations for gap p-values.")
+    int,
+    typer.Option(
+        "--permutations",
+        min=0,
+        help="Relabelings for gap p-values (all of them when there are fewer); 0: no tests.",
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
 ConfOpt = Annotated[
     float,
     typer.Option("--confidence", min=0.5, max=0.999, help="Interval confidence level."),
+]
+IntervalOpt = Annotated[
+    str,
+    typer.Option(
+        "--interval",
+        help="Interval: auto (bootstrap-t from 5 speakers, t below), bootstrap-t, t, "
+        "percentile or bca.",
+    ),
+]
+PAdjustOpt = Annotated[
+    str,
+    typer.Option(
+        "--p-adjust",
+        help="Gap p-value adjustment: holm (per grouping and metric), holm-all or none.",
+    ),
+]
+GapsOpt = Annotated[
+    str,
+    typer.Option(
+        "--gaps",
+        help="Gaps to report: auto (pairs up to 4 groups, else vs-rest), pairs, vs-best, "
+        "vs-rest, ref:VALUE or none; 3+ groups also get worst - best.",
+    ),
 ]
 MinSpkOpt = Annotated[
     int,
@@ -162,6 +195,9 @@ def score_command(
     seed: SeedOpt = 0,
     confidence: ConfOpt = 0.95,
     min_speakers: MinSpkOpt = 10,
+    interval: IntervalOpt = "auto",
+    p_adjust: PAdjustOpt = "holm",
+    gaps: GapsOpt = "auto",
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
 ) -> None:
@@ -170,8 +206,10 @@ def score_command(
         groupings = split_groups(groups)
         columns = _columns(ref_col, hyp_col, id_col, speaker_col)
         plugins.exporters().get(fmt, option="--format")  # fail before the work, not after
+        cfg = StatsConfig(
+            bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
+        )
         table = _score_file(file, columns, groupings, normalizer)
-        cfg = StatsConfig(bootstrap, permutations, seed, confidence, min_speakers)
         names = [m.strip() for m in metrics.split(",") if m.strip()]
         config = {
             "input": str(file),
@@ -479,6 +517,9 @@ def audit_command(
     seed: SeedOpt = 0,
     confidence: ConfOpt = 0.95,
     min_speakers: MinSpkOpt = 10,
+    interval: IntervalOpt = "auto",
+    p_adjust: PAdjustOpt = "holm",
+    gaps: GapsOpt = "auto",
     metrics: Annotated[
         str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
     ] = ",".join(DEFAULT_METRICS),
@@ -489,6 +530,9 @@ def audit_command(
 
     with user_errors():
         plugins.exporters().get(fmt, option="--format")
+        stats = StatsConfig(
+            bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
+        )
         train = TrainConfig(
             epochs=epochs,
             max_steps=max_steps,
@@ -532,7 +576,7 @@ def audit_command(
             device=device,
             workers=workers,
             batch_seconds=batch_seconds,
-            stats=StatsConfig(bootstrap, permutations, seed, confidence, min_speakers),
+            stats=stats,
             metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
         )
         try:

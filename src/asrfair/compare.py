@@ -59,6 +59,7 @@ def _paired_entry(
         sums = ctx.unit_sums(np.column_stack([err_a, err_b, n]), grouping, group)
         result = asdict(paired(sums, ctx.cfg, metric, grouping or "", group or "(overall)"))
         result["diff_ci"] = list(result["diff_ci"]) if result["diff_ci"] else None
+        entry["warnings"] = entry["warnings"] + [f"{metric}: {n}" for n in result.pop("notes")]
         entry[metric] = result
     return entry
 
@@ -78,9 +79,17 @@ def build_compare_report(
     if not table_a.has_speakers:
         warnings.append("no speaker column: draws resample utterances")
     method = cfg.method(ctx.unit)
-    for key in ("gap_test", "permutations", "p_adjust"):
-        method.pop(key)
-    method["comparison"] = "paired bootstrap (Bisani & Ney 2004): B - A on the same draws"
+    for key in list(method):
+        if key.startswith(("gap", "p_adjust", "largest")) or key in ("permutations", "gaps"):
+            method.pop(key)
+    method["interval"] = "percentile" if cfg.intervals_on else "none"
+    method["interval_method"] = "paired cluster-bootstrap percentile interval of B - A"
+    method["bootstrap"] = f"cluster over {ctx.unit}s, paired" if cfg.intervals_on else "none"
+    method["draws"] = cfg.n_boot
+    method["comparison"] = (
+        "paired bootstrap (Bisani & Ney 2004): B - A on the same draws; P(B better), "
+        "P(A better) and P(tie) are shares of draws"
+    )
     data = {
         "systems": dict((config or {}).get("systems", {})),
         "overall": overall,

@@ -17,7 +17,7 @@ import pandas as pd
 from asrfair import __version__, plugins
 from asrfair.report import Report
 from asrfair.score import ScoreTable, group_labels
-from asrfair.stats import RateEstimate, StatsConfig, estimate_rate, unit_sums
+from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
 Metric = Callable[["MetricContext"], None]
 DEFAULT_METRICS = ("wer", "cer", "group_wer", "group_cer", "gap")
@@ -27,6 +27,11 @@ def _plain(value: float | None) -> float | None:
     return None if value is None else round(float(value), 10)
 
 
+def plain_ci(ci: tuple[float, float | None] | None) -> list[float | None] | None:
+    """An interval as JSON: ``[low, high]``; ``high`` null is an open (unbounded) upper end."""
+    return None if ci is None else [_plain(ci[0]), _plain(ci[1])]
+
+
 class MetricContext:
     """What a metric may read (the table, its groups, the statistics options) and write."""
 
@@ -34,6 +39,7 @@ class MetricContext:
         self.table = table
         self.cfg = cfg
         self.unit = "speaker" if table.has_speakers else "utterance"
+        self.draws = SharedDraws(cfg)
         self._units = table.units()
         self._labels = {g: group_labels(table.frame, g) for g in table.group_columns}
         self.overall: dict[str, Any] = self._new_entry(np.ones(len(table.frame), dtype=bool))
@@ -45,7 +51,8 @@ class MetricContext:
             for grouping in table.group_columns
         }
         self.gaps: dict[str, list[dict[str, Any]]] = {}
-        self.warnings: list[str] = []
+        self.gap_notes: dict[str, list[str]] = {}
+        self.warnings: list[str] = self._unit_warnings()
 
     # -- reading ---------------------------------------------------------------
     def group_names(self, grouping: str) -> list[str]:
@@ -56,8 +63,22 @@ class MetricContext:
             return np.ones(len(self.table.frame), dtype=bool)
         return (self._labels[grouping] == group).fillna(False).to_numpy(dtype=bool)
 
+    def labelled(self, grouping: str) -> np.ndarray:
+        """Rows that have a value in ``grouping`` (the others take no part in it)."""
+        return self._labels[grouping].notna().to_numpy(dtype=bool)
+
     def n_dropped(self, grouping: str) -> int:
         return int(self._labels[grouping].isna().sum())
+
+    def n_units(self, mask: np.ndarray) -> int:
+        return int(pd.Series(self._units[mask]).nunique())
+
+    def unit_sums(self, values: np.ndarray, grouping: str | None, group: str | None) -> np.ndarray:
+        return self.sums_in(values, self.mask(grouping, group))
+
+    def sums_in(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Per-unit column sums of ``values`` over the rows in ``mask``."""
+        return unit_sums(np.asarray(values)[mask], self._units[mask])
 
     def rate(
         self,
@@ -65,20 +86,23 @@ class MetricContext:
         denominator: np.ndarray,
         grouping: str | None = None,
         group: str | None = None,
-    ) -> RateEstimate:
-        """Corpus rate over one group (or all rows) with draws of that group's units.
+    ) -> Estimate:
+        """Corpus rate over one group (or all rows) with the configured interval.
 
-        Draws depend only on the seed, the grouping and the group, so every rate of a group
-        (WER, CER, a plugin's) is computed on the same speaker draws.
+        Bootstrap draws depend only on the seed, the grouping and the group, and are drawn
+        once per group: every rate of a group (WER, CER, a plugin's) uses the same draws.
         """
-        mask = self.mask(grouping, group)
-        values = np.column_stack([np.asarray(numerator)[mask], np.asarray(denominator)[mask]])
-        sums = unit_sums(values, self._units[mask])
-        return estimate_rate(sums, self.cfg, grouping or "", group or "(overall)")
+        values = np.column_stack([np.asarray(numerator), np.asarray(denominator)])
+        sample = moments(self.unit_sums(values, grouping, group))
+        return estimate("rate", [sample], self.cfg, self.draws_for(sample, grouping, group))
 
-    def unit_sums(self, values: np.ndarray, grouping: str | None, group: str | None) -> np.ndarray:
-        mask = self.mask(grouping, group)
-        return unit_sums(np.asarray(values)[mask], self._units[mask])
+    def draws_for(
+        self, sample: np.ndarray, grouping: str | None, group: str | None
+    ) -> list[np.ndarray] | None:
+        """Bootstrap moment totals of one group's ``sample`` (None when the interval needs none)."""
+        if not self.cfg.uses_draws:
+            return None
+        return [self.draws.totals(sample, grouping or "", group or "(overall)")]
 
     # -- writing ---------------------------------------------------------------
     def _new_entry(self, mask: np.ndarray, group: str | None = None) -> dict[str, Any]:
@@ -86,7 +110,7 @@ class MetricContext:
         entry["n_utterances"] = int(mask.sum())
         warnings: list[str] = []
         if self.table.has_speakers:
-            n_speakers = int(pd.Series(self._units[mask]).nunique())
+            n_speakers = self.n_units(mask)
             entry["n_speakers"] = n_speakers
             if group is not None and n_speakers < self.cfg.min_speakers:
                 warnings.append(
@@ -96,6 +120,28 @@ class MetricContext:
             entry["n_speakers"] = None
         entry["warnings"] = warnings
         return entry
+
+    def _unit_warnings(self) -> list[str]:
+        """Blank speaker ids, and speakers found in two groups of one grouping."""
+        warnings = []
+        blank = int(self.table.blank_speakers.sum()) if self.table.has_speakers else 0
+        if blank:
+            warnings.append(
+                f"{blank:,} row(s) have a blank speaker id: each is resampled as its own unit "
+                "(intervals are too narrow if they share a speaker)"
+            )
+        for grouping, labels in self._labels.items():
+            per_unit = pd.DataFrame({"unit": self._units, "label": labels}).dropna()
+            counts = per_unit.groupby("unit", sort=True)["label"].nunique()
+            shared = counts[counts > 1].index.tolist()
+            if shared and self.table.has_speakers:
+                named = ", ".join(map(str, shared[:5])) + (" ..." if len(shared) > 5 else "")
+                warnings.append(
+                    f"{len(shared)} speaker(s) in more than one {grouping} group ({named}): "
+                    "their groups are not independent samples, so gap intervals and tests "
+                    "for them are approximate"
+                )
+        return warnings
 
     def entry(self, grouping: str | None, group: str | None) -> dict[str, Any]:
         return self.overall if grouping is None else self.groups[grouping][str(group)]
@@ -117,18 +163,18 @@ class MetricContext:
         """
         scopes = [None] if grouping is None else self.group_names(grouping)
         for group in scopes:
-            estimate = self.rate(numerator, denominator, grouping, group)
+            result = self.rate(numerator, denominator, grouping, group)
             entry = self.entry(grouping, group)
             mask = self.mask(grouping, group)
             for field, values in (counts or {}).items():
                 entry[field] = int(np.asarray(values)[mask].sum())
-            entry[name] = _plain(estimate.value)
-            interval = estimate.interval(self.cfg.confidence)
-            entry[f"{name}_ci"] = None if interval is None else [_plain(v) for v in interval]
-            if estimate.value is None:
-                entry["warnings"].append(
-                    f"no {unit_name}: {name} undefined ({estimate.numerator:g} errors)"
-                )
+            entry[name] = _plain(result.value)
+            entry[f"{name}_ci"] = plain_ci(result.ci)
+            if result.value is None:
+                errors = float(np.asarray(numerator)[mask].sum())
+                entry["warnings"].append(f"no {unit_name}: {name} undefined ({errors:g} errors)")
+            elif result.reason and self.cfg.intervals_on:
+                entry["warnings"].append(f"{name}: {result.reason}")
 
 
 def run_metrics(
@@ -161,6 +207,7 @@ def run_metrics(
         "overall": ctx.overall,
         "groups": {g: list(entries.values()) for g, entries in ctx.groups.items()},
         "gaps": ctx.gaps,
+        "gap_notes": ctx.gap_notes,
         "method": {**cfg.method(ctx.unit), "metrics": list(names)},
         "dropped": dropped,
         "warnings": ctx.warnings,

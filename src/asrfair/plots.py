@@ -9,6 +9,8 @@ from typing import Any
 
 import matplotlib
 
+from asrfair.report import interval_phrase
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
@@ -30,11 +32,16 @@ def _save(fig: Any, stem: Path) -> list[Path]:
     return paths
 
 
-def _errorbar(rate: float | None, ci: list[float] | None) -> tuple[float, float, float]:
-    """Point and the lower/upper arm lengths, in percent (0 when there is no interval)."""
+def _errorbar(rate: float | None, ci: list[float | None] | None) -> tuple[float, float, float]:
+    """Point and the lower/upper arm lengths, in percent (0 when there is no interval).
+
+    An open upper end (unbounded) is drawn up to 100%, which the figure's title says.
+    """
     if rate is None:
         return 0.0, 0.0, 0.0
     lo, hi = ci if ci else (rate, rate)
+    lo = rate if lo is None else lo
+    hi = max(1.0, rate) if hi is None else hi
     return 100 * rate, 100 * (rate - lo), 100 * (hi - rate)
 
 
@@ -66,11 +73,8 @@ def plot_run_groups(data: dict[str, Any], stem: Path) -> list[Path]:
         ax.set_xticks(list(xs), [str(e["group"]) for e in entries], rotation=30, ha="right")
         ax.set_title(f"WER by {grouping}")
         ax.set_ylabel("WER (%)")
-    method = data.get("method", {})
     fig.suptitle(
-        f"{round(100 * method.get('confidence', 0.95))}% intervals: {method.get('draws', 0):,} "
-        f"draws over {method.get('resampling_unit', '?')}s, seed {method.get('seed')}",
-        fontsize=8,
+        interval_phrase(data.get("method", {})) + "; open upper ends drawn to 100%", fontsize=8
     )
     return _save(fig, stem)
 

@@ -39,14 +39,15 @@ class Interval:
     """A rate with its interval; humans see percentages, machines see fractions."""
 
     value: float | None
-    ci: tuple[float, float] | None = None
+    ci: tuple[float, float | None] | None = None  # None upper end: unbounded
 
     def percent(self) -> str:
         if self.value is None:
             return "n/a"
         text = _pct(self.value)
         if self.ci is not None:
-            text += f" [{_pct(self.ci[0])}, {_pct(self.ci[1])}]"
+            upper = "inf)" if self.ci[1] is None else f"{_pct(self.ci[1])}]"
+            text += f" [{_pct(self.ci[0])}, {upper}"
         return text
 
 
@@ -92,28 +93,48 @@ def format_cell(cell: Cell) -> str:
     return str(cell)
 
 
+def interval_phrase(method: dict[str, Any]) -> str:
+    """How the intervals were made, e.g. "95% linearised t intervals over speakers"."""
+    confidence = round(100 * float(method.get("confidence", 0.95)))
+    unit = method.get("resampling_unit", "?")
+    interval = method.get("interval", "percentile")
+    draws = method.get("draws", 0)
+    if interval == "none" or (interval != "t" and not draws):
+        return "no intervals (--bootstrap 0)"
+    if interval == "t":
+        return f"{confidence}% linearised t intervals over {unit}s (k-1 df; Welch for gaps)"
+    if interval == "auto":
+        return (
+            f"{confidence}% bootstrap-t intervals from {draws:,} draws resampling {unit}s within "
+            f"each group, seed {method.get('seed')} (linearised t intervals for groups of fewer "
+            "than 5 speakers)"
+        )
+    return (
+        f"{confidence}% {interval} intervals from {draws:,} bootstrap draws resampling "
+        f"{unit}s within each group, seed {method.get('seed')}"
+    )
+
+
 def method_sentence(method: dict[str, Any]) -> str:
     """The sentence printed under every table: how each number was computed."""
     if not method:
         return ""
     if "draws" not in method and "split" in method:
         return f"Split: {method['split']}. Hours from clip durations."
-    confidence = float(method.get("confidence", 0.95))
-    draws = method.get("draws", 0)
-    text = (
-        "Rates in % are corpus-level (sum of errors / sum of reference tokens). "
-        f"{round(100 * confidence)}% {method.get('interval', 'percentile')} intervals from "
-        f"{draws:,} bootstrap draws resampling {method.get('resampling_unit', '?')}s within each "
-        f"group, seed {method.get('seed')}."
-    )
-    if not draws:
-        text = "Rates in % are corpus-level (sum of errors / sum of reference tokens)."
-        text += " No intervals (--bootstrap 0)."
+    phrase = interval_phrase(method)
+    text = "Rates in % are corpus-level (sum of errors / sum of reference tokens). "
+    text += phrase[0].upper() + phrase[1:] + "."
     if "permutations" in method:
-        text += (
-            f" Gap p-values: {method['permutations']:,} permutations of group labels over "
-            f"{method.get('resampling_unit', '?')}s, Holm-adjusted within each grouping."
-        )
+        unit = method.get("resampling_unit", "?")
+        if not method["permutations"]:
+            text += " No gap p-values (--permutations 0)."
+        else:
+            family = method.get("p_adjust_family", "Holm within each grouping")
+            text += (
+                f" Gap p-values: studentised permutation test over {unit}s "
+                f"({method['permutations']:,} relabelings, exact when there are fewer); "
+                f"adjustment: {family}."
+            )
     return text
 
 
@@ -122,9 +143,9 @@ def _rate_fields(entry: dict[str, Any]) -> list[str]:
     return [k for k in entry if f"{k}_ci" in entry]
 
 
-def _pair(ci: list[float] | None) -> tuple[float, float] | None:
-    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples)."""
-    return (ci[0], ci[1]) if ci else None
+def _pair(ci: list[float | None] | None) -> tuple[float, float | None] | None:
+    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples); high None: open."""
+    return (float(ci[0]), ci[1]) if ci and ci[0] is not None else None
 
 
 def _interval(entry: dict[str, Any], name: str) -> Interval:
@@ -174,29 +195,62 @@ def _score_tables(data: dict[str, Any]) -> list[TableView]:
         dropped = [d["message"] for g, d in data.get("dropped", {}).items() if g == grouping]
         tables.append(TableView(f"By {grouping}", header, rows, _numbered(notes) + dropped))
     for grouping, gaps in data.get("gaps", {}).items():
-        rows = [
-            [
-                f"{g['a']} vs {g['b']}",
-                g["metric"].upper(),
-                Interval(g["diff"], _pair(g["diff_ci"])),
-                _ratio_text(g),
-                g["p_value"],
-                g["p_holm"],
-            ]
-            for g in gaps
-        ]
-        if rows:
-            columns = ["groups", "metric", "diff (pts)", "ratio", "p", "p (Holm)"]
-            tables.append(TableView(f"Gaps by {grouping}", columns, rows))
+        if gaps:
+            tables.append(_gap_table(grouping, gaps, data.get("gap_notes", {}).get(grouping, [])))
     return tables
+
+
+GAP_ROWS_SHOWN = 20  # a table lists at most this many gaps; JSON and CSV keep them all
+
+
+def gap_label(g: dict[str, Any]) -> str:
+    if g.get("kind") == "largest":
+        return f"largest: {g['a']} - {g['b']}"
+    return f"{g['a']} vs {g['b']}"
+
+
+def _gap_table(grouping: str, gaps: list[dict[str, Any]], extra: list[str]) -> TableView:
+    """One row per gap; past GAP_ROWS_SHOWN rows the largest gap and smallest p come first."""
+    shown = gaps
+    if len(gaps) > GAP_ROWS_SHOWN:
+        shown = sorted(
+            gaps,
+            key=lambda g: (
+                g.get("kind") != "largest",
+                2.0 if g["p_value"] is None else g["p_value"],
+            ),
+        )[:GAP_ROWS_SHOWN]
+    notes: list[str] = []
+    rows: list[list[Cell]] = [
+        [
+            gap_label(g),
+            g["metric"].upper(),
+            Interval(g["diff"], _pair(g["diff_ci"])),
+            _ratio_text(g),
+            g["p_value"],
+            g.get("p_adjusted", g.get("p_holm")),
+            _footnote_marks(g.get("warnings", []), notes),
+        ]
+        for g in shown
+    ]
+    notes = _numbered(notes) + list(extra)
+    if len(shown) < len(gaps):
+        notes.append(
+            f"showing {len(shown)} of {len(gaps)} gaps (largest gap first, then smallest p); "
+            "--format json or csv lists all"
+        )
+    columns = ["groups", "metric", "diff (pts)", "ratio", "p", "p (adj.)", "note"]
+    return TableView(f"Gaps by {grouping}", columns, rows, notes)
 
 
 def _ratio_text(g: dict[str, Any]) -> str:
     if g["ratio"] is None:
         return "n/a"
     text = f"{g['ratio']:.2f}"
-    if g.get("ratio_ci"):
-        text += f" [{g['ratio_ci'][0]:.2f}, {g['ratio_ci'][1]:.2f}]"
+    ci = g.get("ratio_ci")
+    if ci:
+        upper = "inf)" if ci[1] is None else f"{ci[1]:.2f}]"
+        text += f" [{ci[0]:.2f}, {upper}"
     return text
 
 
@@ -211,13 +265,16 @@ def _compare_row(
         Interval(cmp.get("rate_b")),
         Interval(cmp.get("diff"), _pair(diff_ci)),
         cmp.get("p_b_better"),
+        cmp.get("p_a_better"),
+        cmp.get("p_tie"),
         entry.get("n_speakers"),
         _footnote_marks(entry.get("warnings", []), notes),
     ]
 
 
 def _compare_tables(data: dict[str, Any]) -> list[TableView]:
-    header = ["group", "metric", "A", "B", "B - A (pts)", "P(B better)", "speakers", "note"]
+    header = ["group", "metric", "A", "B", "B - A (pts)", "P(B better)", "P(A better)", "P(tie)"]
+    header += ["speakers", "note"]
     scopes = [("Overall", [("all", data["overall"])])]
     scopes += [(f"By {g}", [(str(e["group"]), e) for e in es]) for g, es in data["groups"].items()]
     tables = []
@@ -250,12 +307,7 @@ def _inspect_tables(data: dict[str, Any]) -> list[TableView]:
 
 
 def _method_short(method: dict[str, Any]) -> str:
-    confidence = round(100 * float(method.get("confidence", 0.95)))
-    interval = method.get("interval", "percentile")
-    return (
-        f"{confidence}% {interval} intervals, {method.get('draws', 0):,} draws over "
-        f"{method.get('resampling_unit', '?')}s, seed {method.get('seed')}"
-    )
+    return interval_phrase(method)
 
 
 def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
@@ -280,9 +332,10 @@ def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
 
 
 def _pair_label(gaps: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The largest WER gap of a grouping (the only one when there are two groups)."""
+    """The largest WER gap of a grouping: its worst - best row, else its largest difference."""
     wer = [g for g in gaps if g["metric"] == "wer" and g["diff"] is not None]
-    return max(wer, key=lambda g: g["diff"]) if wer else None
+    largest = [g for g in wer if g.get("kind") == "largest"]
+    return largest[0] if largest else max(wer, key=lambda g: g["diff"], default=None)
 
 
 def _study_tables(data: dict[str, Any]) -> list[TableView]:
@@ -292,7 +345,7 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
     for grouping in groupings:
         names = sorted({e["group"] for r in runs for e in r["groups"][grouping]})
         header = ["subset", "hparams", f"train utts ({' / '.join(names)})", "WER", "CER"]
-        header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (Holm)", "note"]
+        header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (adj.)", "note"]
         rows: list[list[Cell]] = []
         notes: list[str] = []
         for run in runs:
@@ -312,7 +365,7 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
                     if gap is None
                     else f"{gap['a']} - {gap['b']}: "
                     + Interval(gap["diff"], _pair(gap["diff_ci"])).percent(),
-                    None if gap is None else gap["p_holm"],
+                    None if gap is None else gap.get("p_adjusted", gap.get("p_holm")),
                     _footnote_marks(list(dict.fromkeys(warnings)), notes),
                 ]
             )
@@ -333,10 +386,13 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
                     Interval(wer["rate_b"]),
                     Interval(wer["diff"], _pair(wer["diff_ci"])),
                     wer["p_b_better"],
+                    wer.get("p_a_better"),
+                    wer.get("p_tie"),
                 ]
             )
     if rows:
         header = ["A", "B", "scope", "WER A", "WER B", "B - A (pts)", "P(B better)"]
+        header += ["P(A better)", "P(tie)"]
         tables.append(TableView("Paired comparisons (same test set)", header, rows))
     return tables
 

@@ -68,10 +68,26 @@ class ScoreTable:
         errors: np.ndarray = self.frame[["c_sub", "c_del", "c_ins"]].to_numpy().sum(axis=1)
         return errors
 
+    @property
+    def blank_speakers(self) -> np.ndarray:
+        """Rows whose speaker id is missing or blank (all rows when there is no column)."""
+        if not self.has_speakers:
+            return np.ones(len(self.frame), dtype=bool)
+        speaker = self.frame["speaker"]
+        blank: np.ndarray = (speaker.isna() | speaker.astype(str).str.strip().eq("")).to_numpy()
+        return blank
+
     def units(self) -> np.ndarray:
-        """The resampling unit of each row: its speaker, or the utterance itself."""
-        column = "speaker" if self.has_speakers else "id"
-        return self.frame[column].astype(str).to_numpy()
+        """The resampling unit of each row: its speaker, or the utterance itself.
+
+        A blank speaker id is missing, not one speaker called "": such a row is its own
+        unit (as without a speaker column), so blanks are never pooled across groups.
+        """
+        ids = "utterance:" + self.frame["id"].astype(str)
+        if not self.has_speakers:
+            return ids.to_numpy()
+        speakers = self.frame["speaker"].astype(str).str.strip()
+        return speakers.where(~self.blank_speakers, ids).to_numpy()
 
 
 def score(

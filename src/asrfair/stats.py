@@ -1,23 +1,62 @@
-"""Speaker-level statistics: corpus rates, cluster bootstrap, gaps, paired tests.
+"""Speaker-level statistics: corpus rates, intervals, gap tests, paired comparisons.
 
 Utterances of one speaker share a voice, a microphone and a room, so they are
-not independent. Every interval here resamples whole speakers (clusters) and
-sums their errors and words; resampling utterances would give intervals that
-are too narrow. All draws are vectorised and seeded per (grouping, group), so
-a number does not change when another metric or group is added to the run.
+not independent: the speaker is the unit of every interval and test here. A
+group's rate is a ratio estimator sum(errors) / sum(tokens) over its speakers,
+and everything a reviewer asks of it (its variance, a bootstrap draw, a
+relabelling of groups) is a sum of five per-speaker moments
+[e, n, e^2, e*n, n^2]. So one matrix product gives a draw or a permutation, and
+WER, CER and a plugin's rate all reuse the same draws.
+
+The group that a fairness audit is about is usually the small one, with few
+and varied speakers. Percentile bootstrap intervals undercover there, and a
+permutation test of the raw difference rejects too often when the groups'
+spreads differ (benchmarks/coverage.py measures both), so the defaults are a
+bootstrap-t interval (studentised by the linearised standard error) and a
+permutation test of the studentised difference (Chung & Romano 2013).
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations, islice
 
 import numpy as np
 import pandas as pd
+from scipy import special
+from scipy import stats as sps
 
-# Upper bound on the cells of one (draws x units) count matrix held at once.
+from asrfair.errors import AsrfairError
+
+# Upper bound on the cells of one (draws x units) matrix held at once.
 _CHUNK_CELLS = 1 << 22
+# Count matrices are kept (and shared by every metric of a group) up to this many cells in all.
+_CACHE_CELLS = 1 << 25
+MAX_DRAWS = 1_000_000
+# Below this size of the smaller side, relabelings are drawn as subsets (Floyd), not shuffles.
+_SUBSET_SIDE = 64
+
+AUTO_MIN_SPEAKERS = 5  # --interval auto: bootstrap-t from this many speakers a group, t below
+INTERVALS = {
+    "auto": (
+        f"cluster-bootstrap-t interval where every group has at least {AUTO_MIN_SPEAKERS} "
+        "speakers, linearised t interval below"
+    ),
+    "bootstrap-t": "cluster-bootstrap-t interval, studentised by the linearised standard error",
+    "t": "linearised (delta-method) t interval on k-1 degrees of freedom (Welch for gaps)",
+    "percentile": "cluster-bootstrap percentile interval",
+    "bca": "cluster-bootstrap BCa interval (acceleration from a jackknife over speakers)",
+}
+P_ADJUST = {
+    "holm": "Holm within each grouping, metric and kind of gap",
+    "holm-all": "Holm over every gap p-value of the report (all groupings and metrics)",
+    "none": "none: raw p-values",
+}
+GAP_MODES = ("auto", "pairs", "vs-best", "vs-rest", "none")  # plus ref:VALUE
+PAIRS_UP_TO = 4  # --gaps auto enumerates pairs up to this many groups, else vs-rest
 
 
 @dataclass(frozen=True)
@@ -29,21 +68,72 @@ class StatsConfig:
     seed: int = 0
     confidence: float = 0.95
     min_speakers: int = 10
+    interval: str = "auto"
+    p_adjust: str = "holm"
+    gaps: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.n_boot <= MAX_DRAWS:
+            raise AsrfairError(
+                f"--bootstrap {self.n_boot}: use 0 to {MAX_DRAWS:,} draws "
+                "(more changes no reported digit and would not fit in memory)"
+            )
+        if not 0 <= self.n_perm <= MAX_DRAWS:
+            raise AsrfairError(f"--permutations {self.n_perm}: use 0 to {MAX_DRAWS:,}")
+        if not 0.5 <= self.confidence < 1:
+            raise AsrfairError(f"--confidence {self.confidence}: use a level in [0.5, 1)")
+        _check_choice("--interval", self.interval, INTERVALS)
+        _check_choice("--p-adjust", self.p_adjust, P_ADJUST)
+        if self.gaps not in GAP_MODES and not (self.gaps.startswith("ref:") and self.gaps[4:]):
+            raise AsrfairError(
+                f"--gaps {self.gaps!r}: use one of {', '.join(GAP_MODES)} or ref:VALUE"
+            )
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.confidence
+
+    @property
+    def intervals_on(self) -> bool:
+        return self.n_boot > 0
+
+    @property
+    def uses_draws(self) -> bool:
+        """The t interval needs no bootstrap draws; the others do."""
+        return self.intervals_on and self.interval != "t"
 
     def method(self, unit: str) -> dict[str, object]:
+        interval = self.interval if self.intervals_on else "none"
         return {
             "rate": "corpus-level: sum of errors / sum of reference tokens",
             "resampling_unit": unit,
-            "bootstrap": "cluster (per group)" if unit == "speaker" else "utterance (per group)",
-            "draws": self.n_boot,
+            "interval": interval,
+            "interval_method": INTERVALS.get(interval, "no intervals (--bootstrap 0)"),
+            "bootstrap": f"cluster over {unit}s, per group" if self.uses_draws else "none",
+            "draws": self.n_boot if self.uses_draws else 0,
             "seed": self.seed,
-            "interval": "percentile",
             "confidence": self.confidence,
-            "gap_test": f"permutation of group labels over {unit}s, two-sided",
+            "gap_test": (
+                f"permutation of group labels over {unit}s of the studentised difference of "
+                "rates (difference / cluster-robust SE; Chung & Romano 2013), two-sided; "
+                "exact enumeration when the relabelings number at most `permutations`"
+            ),
+            "gap_null": "the two groups' corpus rates are equal",
             "permutations": self.n_perm,
-            "p_adjust": "holm (within each grouping)",
+            "gaps": self.gaps,
+            "p_adjust": self.p_adjust,
+            "p_adjust_family": P_ADJUST[self.p_adjust],
+            "largest_gap": (
+                "worst minus best group; interval from Sidak-simultaneous linearised t "
+                "intervals of every group, so the choice of both groups is accounted for"
+            ),
             "min_speakers": self.min_speakers,
         }
+
+
+def _check_choice(option: str, value: str, known: dict[str, str]) -> None:
+    if value not in known:
+        raise AsrfairError(f"{option} {value!r}: use one of {', '.join(known)}")
 
 
 def rng_for(seed: int, *key: str) -> np.random.Generator:
@@ -59,6 +149,35 @@ def unit_sums(values: np.ndarray, units: np.ndarray) -> np.ndarray:
     out = np.zeros((len(uniques), values.shape[1]))
     np.add.at(out, codes, values)
     return out
+
+
+def moments(sums: np.ndarray) -> np.ndarray:
+    """Per-unit [e, n, e^2, e*n, n^2] from per-unit [errors, tokens] (more pairs: more blocks)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    blocks = []
+    for j in range(0, sums.shape[1], 2):
+        e, n = sums[:, j], sums[:, j + 1]
+        blocks.append(np.column_stack([e, n, e * e, e * n, n * n]))
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(sums), 0))
+
+
+def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corpus rate and its linearised variance from moment totals over ``k`` units.
+
+    Var(r) ~ k/(k-1) * sum_i (e_i - r n_i)^2 / (sum_i n_i)^2: the cluster-robust (CR1)
+    variance of a ratio estimator. NaN rate where there are no tokens.
+    """
+    t = np.asarray(totals, dtype=np.float64)
+    e, n, ee, en, nn = (t[..., j] for j in range(5))
+    k = np.asarray(k, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(n > 0, e / np.where(n > 0, n, 1.0), np.nan)
+        spread = ee - 2 * r * en + r * r * nn
+        # Summing moments cancels digits: a spread within rounding of 0 is 0 (equal rates).
+        spread = np.where(spread > 1e-10 * np.maximum(ee, 1.0), spread, 0.0)
+        factor = np.where(k > 1, k / np.maximum(k - 1, 1), 1.0)
+        v = factor * spread / (n * n)
+    return r, v
 
 
 def _count_chunks(k: int, n_draws: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -79,77 +198,368 @@ def resample_totals(sums: np.ndarray, n_draws: int, rng: np.random.Generator) ->
     return np.concatenate([counts @ sums for counts in _count_chunks(k, n_draws, rng)])
 
 
-def ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
-    """Elementwise rate; NaN (undefined) where the denominator is 0."""
-    num = np.asarray(numerator, dtype=np.float64)
-    den = np.asarray(denominator, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+class SharedDraws:
+    """One set of bootstrap draws per key (grouping, group), shared by every statistic on it.
+
+    The count matrix of a key is drawn once and kept while the cache holds fewer than
+    ``_CACHE_CELLS`` cells; past that it is drawn again from the same seed, chunk by chunk,
+    so memory stays bounded and the numbers are the same either way.
+    """
+
+    def __init__(self, cfg: StatsConfig) -> None:
+        self.cfg = cfg
+        self._counts: dict[tuple[str, ...], np.ndarray] = {}
+        self._cells = 0
+
+    def totals(self, values: np.ndarray, *key: str) -> np.ndarray:
+        k, n = len(values), self.cfg.n_boot
+        counts = self._counts.get(key)
+        if counts is None and k and self._cells + k * n <= _CACHE_CELLS:
+            rng = rng_for(self.cfg.seed, "boot", *key)
+            counts = np.concatenate(list(_count_chunks(k, n, rng)))
+            self._counts[key] = counts
+            self._cells += counts.size
+        if counts is not None:
+            totals: np.ndarray = counts @ values
+            return totals
+        return resample_totals(values, n, rng_for(self.cfg.seed, "boot", *key))
 
 
-def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float] | None:
-    """Percentile interval over the defined draws; None when no draw is defined."""
-    finite = draws[np.isfinite(draws)]
-    if finite.size == 0:
-        return None
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+# -- intervals ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RateEstimate:
-    """A corpus-level rate with its bootstrap draws (None when intervals are off)."""
+class Estimate:
+    """A point estimate with its interval; ``ci[1]`` None is an open (unbounded) upper end.
 
-    numerator: float
-    denominator: float
-    draws: np.ndarray | None
-
-    @property
-    def value(self) -> float | None:
-        return float(self.numerator / self.denominator) if self.denominator > 0 else None
-
-    def interval(self, confidence: float) -> tuple[float, float] | None:
-        if self.draws is None or self.value is None:
-            return None
-        return percentile_interval(self.draws, confidence)
-
-
-def estimate_rate(sums: np.ndarray, cfg: StatsConfig, *key: str) -> RateEstimate:
-    """Rate of column 0 over column 1 of per-unit ``sums``, with cluster-bootstrap draws."""
-    num, den = sums[:, 0].sum(), sums[:, 1].sum()
-    if cfg.n_boot <= 0:
-        return RateEstimate(float(num), float(den), None)
-    totals = resample_totals(sums, cfg.n_boot, rng_for(cfg.seed, "boot", *key))
-    return RateEstimate(float(num), float(den), ratio(totals[:, 0], totals[:, 1]))
-
-
-def permutation_pvalue(
-    sums_a: np.ndarray, sums_b: np.ndarray, n_perm: int, rng: np.random.Generator
-) -> float | None:
-    """Two-sided p-value of rate(a) - rate(b) under exchangeable group labels over units.
-
-    Returns None when either rate is undefined or no permutations were asked for.
+    ``ci`` is None when intervals are off or none can be given; ``reason`` then says why
+    (or qualifies the interval that was given). ``undefined_share`` is the share of bootstrap
+    draws in which the estimate was undefined (counted as unbounded, never dropped).
     """
-    observed = ratio(sums_a[:, 0].sum(), sums_a[:, 1].sum()) - ratio(
-        sums_b[:, 0].sum(), sums_b[:, 1].sum()
-    )
-    if n_perm <= 0 or not np.isfinite(observed):
+
+    value: float | None
+    ci: tuple[float, float | None] | None = None
+    reason: str | None = None
+    undefined_share: float | None = None
+
+
+def _estimand(
+    kind: str, totals: Sequence[np.ndarray], ks: Sequence[float]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The estimate and its variance components (one per independent group)."""
+    r_a, v_a = rate_var(totals[0], ks[0])
+    if kind == "rate":
+        return r_a, [v_a]
+    r_b, v_b = rate_var(totals[1], ks[1])
+    if kind == "diff":
+        return r_a - r_b, [v_a, v_b]
+    with np.errstate(divide="ignore", invalid="ignore"):  # log ratio, delta method
+        return np.log(r_a) - np.log(r_b), [v_a / (r_a * r_a), v_b / (r_b * r_b)]
+
+
+def _welch_df(comps: Sequence[float], ks: Sequence[int]) -> float:
+    total = sum(comps)
+    denom = sum(c * c / (k - 1) for c, k in zip(comps, ks, strict=True) if k > 1)
+    return total * total / denom if denom > 0 else float(min(ks) - 1)
+
+
+def _quantiles(draws: np.ndarray, levels: Sequence[float]) -> list[float]:
+    """Order statistics (no interpolation); undefined draws count as +infinity."""
+    x = np.where(np.isnan(draws), np.inf, draws)
+    return [float(q) for q in np.quantile(x, list(levels), method="inverted_cdf")]
+
+
+def _undefined(draws: np.ndarray, kind: str) -> np.ndarray:
+    undefined: np.ndarray = np.isnan(draws)
+    if kind == "log-ratio":
+        undefined |= draws == np.inf
+    return undefined
+
+
+def _bca_levels(
+    theta: float,
+    draws: np.ndarray,
+    samples: Sequence[np.ndarray],
+    kind: str,
+    alpha: float,
+) -> tuple[float, float]:
+    """Efron's bias-corrected and accelerated quantile levels (jackknife over units)."""
+    b = len(draws)
+    share = (np.sum(draws < theta) + 0.5 * np.sum(draws == theta)) / b
+    z0 = special.ndtri(np.clip(share, 0.5 / b, 1 - 0.5 / b))
+    totals = [s.sum(axis=0) for s in samples]
+    ks = [len(s) for s in samples]
+    cubes = squares = 0.0
+    for g, sample in enumerate(samples):
+        left_out = [np.broadcast_to(t, sample.shape).copy() for t in totals]
+        left_out[g] = totals[g] - sample
+        jack, _ = _estimand(kind, left_out, [k - (i == g) for i, k in enumerate(ks)])
+        if not np.all(np.isfinite(jack)):
+            continue
+        d = jack.mean() - jack
+        cubes += float(np.sum(d**3))
+        squares += float(np.sum(d**2))
+    accel = cubes / (6 * squares**1.5) if squares > 0 else 0.0
+    z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+    levels = special.ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+    return float(levels[0]), float(levels[1])
+
+
+def _interval_on_scale(
+    kind: str,
+    samples: Sequence[np.ndarray],
+    draws: Sequence[np.ndarray] | None,
+    method: str,
+    level: float,
+) -> tuple[tuple[float, float], float | None]:
+    """(low, high) on the estimand's own scale, and the share of undefined draws."""
+    totals = [s.sum(axis=0) for s in samples]
+    ks = [len(s) for s in samples]
+    theta_arr, comps_arr = _estimand(kind, totals, ks)
+    theta = float(theta_arr)
+    comps = [float(c) for c in comps_arr]
+    alpha = 1.0 - level
+    se = math.sqrt(sum(comps))
+    if method == "t":
+        q = float(sps.t.ppf(1 - alpha / 2, _welch_df(comps, ks)))
+        return (theta - q * se, theta + q * se), None
+    assert draws is not None
+    star, star_comps = _estimand(kind, list(draws), ks)
+    undefined = float(np.mean(_undefined(star, kind)))
+    if method == "percentile":
+        lo, hi = _quantiles(star, [alpha / 2, 1 - alpha / 2])
+    elif method == "bca":
+        lo, hi = _quantiles(star, _bca_levels(theta, star, samples, kind, alpha))
+    else:  # bootstrap-t
+        se_star = np.sqrt(np.sum(star_comps, axis=0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_star = (star - theta) / se_star
+        t_star = np.where((se_star == 0) & (star == theta), 0.0, t_star)
+        q_lo, q_hi = _quantiles(t_star, [alpha / 2, 1 - alpha / 2])
+        lo, hi = theta - q_hi * se, theta - q_lo * se
+    return (lo, hi), undefined
+
+
+def estimate(
+    kind: str,
+    samples: Sequence[np.ndarray],
+    cfg: StatsConfig,
+    draws: Sequence[np.ndarray] | None = None,
+    *,
+    level: float | None = None,
+    method: str | None = None,
+) -> Estimate:
+    """A rate (``kind`` "rate", one sample), a difference ("diff") or a ratio ("log-ratio").
+
+    ``samples`` hold per-unit moments (``moments``); ``draws`` the matching bootstrap moment
+    totals, needed by every method but "t". The ratio is estimated on the log scale and
+    transformed back.
+    """
+    method = method or cfg.interval
+    level = level or cfg.confidence
+    totals = [s.sum(axis=0) for s in samples]
+    theta_arr, _ = _estimand(kind, totals, [len(s) for s in samples])
+    theta = float(theta_arr)
+    if math.isnan(theta) or (kind == "log-ratio" and theta == math.inf):
+        return Estimate(None, None, "undefined: a rate has no reference tokens or is 0")
+    value = math.exp(theta) if kind == "log-ratio" else theta
+    if not cfg.intervals_on:
+        return Estimate(value)
+    k_min = min(len(s) for s in samples)
+    if k_min < 2:
+        return Estimate(value, None, f"{k_min} speaker(s): no interval with fewer than 2")
+    if kind == "rate" and totals[0][0] == 0:
+        words = float(totals[0][1])
+        upper = 1.0 - ((1.0 - level) / 2) ** (1.0 / words)
+        note = (
+            f"no errors: interval is the Clopper-Pearson bound over {words:,.0f} tokens "
+            "(no speaker variation to estimate)"
+        )
+        return Estimate(0.0, (0.0, upper), note)
+    if kind == "log-ratio" and theta == -math.inf:
+        return Estimate(0.0, None, "rate of the first group is 0: no ratio interval")
+    reason = None
+    if method == "auto":
+        method = "bootstrap-t" if k_min >= AUTO_MIN_SPEAKERS else "t"
+        if method == "t":
+            reason = f"linearised t interval (bootstrap-t needs {AUTO_MIN_SPEAKERS}+ speakers)"
+    (lo, hi), undefined = _interval_on_scale(kind, samples, draws, method, level)
+    if undefined:
+        share = f"{100 * undefined:.1f}% of bootstrap draws undefined (counted as unbounded)"
+        reason = _join(reason, share)
+    if kind == "log-ratio":
+        lo, hi = math.exp(lo), math.exp(hi)
+    elif kind == "rate":
+        lo = max(lo, 0.0)
+    high = None if not math.isfinite(hi) else hi
+    if high is None:
+        reason = _join(reason, "upper end unbounded")
+    elif high - lo <= 0:
+        reason = _join(reason, "no variation between speakers: a zero-width interval")
+    return Estimate(value, (lo, high), reason, undefined)
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
+def simultaneous_range(
+    samples: dict[str, np.ndarray], cfg: StatsConfig
+) -> tuple[str, str, float, tuple[float, float] | None] | None:
+    """Worst minus best group, with an interval that accounts for choosing both.
+
+    Every group gets a linearised t interval at the Sidak level confidence^(1/G); with
+    probability >= confidence all G intervals hold at once, and then the true range lies
+    in [max(lo) - min(hi), max(hi) - min(lo)] (the lower end floored at 0).
+    """
+    rates = {g: float(rate_var(s.sum(axis=0), len(s))[0]) for g, s in samples.items()}
+    rates = {g: r for g, r in rates.items() if math.isfinite(r)}
+    if len(rates) < 2:
         return None
-    pooled = np.concatenate([sums_a, sums_b])
+    worst = max(rates, key=lambda g: rates[g])
+    best = min(rates, key=lambda g: rates[g])
+    diff = rates[worst] - rates[best]
+    if not cfg.intervals_on:
+        return worst, best, diff, None
+    level = cfg.confidence ** (1.0 / len(rates))
+    bounds = [estimate("rate", [samples[g]], cfg, level=level, method="t").ci for g in rates]
+    if any(b is None or b[1] is None for b in bounds):
+        return worst, best, diff, None
+    lows = [b[0] for b in bounds if b is not None]
+    highs = [float(b[1]) for b in bounds if b is not None and b[1] is not None]
+    return worst, best, diff, (max(0.0, max(lows) - min(highs)), max(highs) - min(lows))
+
+
+# -- the gap test -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """Two-sided p-values of the studentised gap, one per metric block."""
+
+    p_values: list[float | None]
+    p_min: list[float | None]  # the smallest p-value these group sizes can give
+    exact: bool
+    relabelings: int  # enumerated (exact) or drawn
+
+
+def studentised(totals_a: np.ndarray, k_a: int, totals_b: np.ndarray, k_b: int) -> np.ndarray:
+    """(rate_a - rate_b) / sqrt(Var a + Var b), per metric block; +-inf when the SE is 0."""
+    blocks = totals_a.shape[-1] // 5
+    out = []
+    for j in range(blocks):
+        cols = slice(5 * j, 5 * j + 5)
+        r_a, v_a = rate_var(totals_a[..., cols], k_a)
+        r_b, v_b = rate_var(totals_b[..., cols], k_b)
+        diff, se = r_a - r_b, np.sqrt(v_a + v_b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(se > 0, diff / np.where(se > 0, se, 1.0), np.sign(diff) * np.inf)
+        out.append(np.where(diff == 0, 0.0, t))
+    return np.stack(out, axis=-1)
+
+
+def _random_subsets(n: int, size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` uniform ``size``-subsets of range(n), by Floyd's algorithm, vectorised."""
+    out = np.empty((count, size), dtype=np.int64)
+    for col, j in enumerate(range(n - size, n)):
+        pick = rng.integers(0, j + 1, size=count)
+        if col:
+            pick = np.where((out[:, :col] == pick[:, None]).any(axis=1), j, pick)
+        out[:, col] = pick
+    return out
+
+
+def _relabelings(
+    k_a: int, k_b: int, n_perm: int, rng: np.random.Generator
+) -> tuple[bool, int, Iterator[tuple[np.ndarray | None, np.ndarray | None]]]:
+    """Chunks of relabelings as (indices of group a, or None) and (0/1 masks of a, or None).
+
+    All C(k_a + k_b, k_a) relabelings when there are at most ``n_perm``, else ``n_perm`` drawn
+    at random. Chunks are bounded, so memory is too, whatever ``n_perm``.
+    """
+    n = k_a + k_b
+    small = min(k_a, k_b)
+    total = math.comb(n, k_a)
+    chunk = max(1, _CHUNK_CELLS // (8 * max(n, 1)))
+    if total <= n_perm:
+
+        def listed() -> Iterator[tuple[np.ndarray | None, np.ndarray | None]]:
+            every = combinations(range(n), k_a)
+            while block := list(islice(every, chunk)):
+                yield np.array(block, dtype=np.int64).reshape(len(block), k_a), None
+
+        return True, total, listed()
+
+    def drawn() -> Iterator[tuple[np.ndarray | None, np.ndarray | None]]:
+        for start in range(0, n_perm, chunk):
+            b = min(chunk, n_perm - start)
+            if small <= _SUBSET_SIDE:
+                picks = _random_subsets(n, small, b, rng)
+                if small == k_a:
+                    yield picks, None
+                else:  # the picks are group b: group a is the rest
+                    mask = np.ones((b, n))
+                    np.put_along_axis(mask, picks, 0.0, axis=1)
+                    yield None, mask
+            else:
+                labels = np.zeros(n)
+                labels[:k_a] = 1.0
+                yield None, rng.permuted(np.tile(labels, (b, 1)), axis=1)
+
+    return False, n_perm, drawn()
+
+
+def _less_a_hair(x: np.ndarray) -> np.ndarray:
+    """``x`` less a relative tolerance, so that ties with it count as at least as extreme."""
+    with np.errstate(invalid="ignore"):
+        out: np.ndarray = np.where(np.isfinite(x), x - 1e-9 * np.maximum(1, np.abs(x)), x)
+    return out
+
+
+def permutation_test(
+    moments_a: np.ndarray, moments_b: np.ndarray, n_perm: int, rng: np.random.Generator
+) -> PermutationTest:
+    """Permutation p-values of the studentised gap (Chung & Romano 2013), per metric block.
+
+    Permuting the raw difference tests whether the groups' speakers are exchangeable, and
+    rejects too often when one group's speakers vary more; the studentised statistic is
+    asymptotically valid for equal rates alone. Exact when the relabelings are few.
+    """
+    blocks = moments_a.shape[1] // 5
+    k_a, k_b = len(moments_a), len(moments_b)
+    observed = studentised(moments_a.sum(axis=0), k_a, moments_b.sum(axis=0), k_b)
+    if n_perm <= 0 or k_a == 0 or k_b == 0:
+        return PermutationTest([None] * blocks, [None] * blocks, False, 0)
+    pooled = np.concatenate([moments_a, moments_b])
     total = pooled.sum(axis=0)
-    labels = np.zeros(len(pooled), dtype=np.float64)
-    labels[: len(sums_a)] = 1.0
-    extreme = 0
-    chunk = max(1, _CHUNK_CELLS // len(pooled))
-    for start in range(0, n_perm, chunk):
-        b = min(chunk, n_perm - start)
-        masks = rng.permuted(np.tile(labels, (b, 1)), axis=1)
-        in_a = masks @ pooled
-        diff = ratio(in_a[:, 0], in_a[:, 1]) - ratio(total[0] - in_a[:, 0], total[1] - in_a[:, 1])
-        # A tiny tolerance so that ties with the observed split count as extreme.
-        extreme += int(np.sum(np.abs(diff) >= abs(float(observed)) - 1e-12))
-    return (extreme + 1) / (n_perm + 1)
+    exact, count, chunks = _relabelings(k_a, k_b, n_perm, rng)
+    threshold = _less_a_hair(np.abs(observed))
+    extreme = np.zeros(blocks)
+    listed = []  # every |T| when the relabelings are enumerated: the p-value floor needs them
+    for index, mask in chunks:
+        in_a = pooled[index].sum(axis=1) if index is not None else mask @ pooled
+        stat = np.abs(studentised(in_a, k_a, total - in_a, k_b))
+        extreme += np.sum(stat >= threshold, axis=0)
+        if exact:
+            listed.append(stat)
+    at_top = np.zeros(blocks)
+    if exact:
+        every = np.concatenate(listed)
+        at_top = np.sum(every >= _less_a_hair(np.nanmax(every, axis=0)), axis=0)
+    p_values: list[float | None] = []
+    p_min: list[float | None] = []
+    for j in range(blocks):
+        if np.isnan(observed[j]):
+            p_values.append(None)
+            p_min.append(None)
+            continue
+        if exact:
+            p_values.append(float(extreme[j] / count))
+            p_min.append(float(at_top[j] / count))
+        else:
+            p_values.append(float((extreme[j] + 1) / (count + 1)))
+            p_min.append(1.0 / (count + 1))
+    return PermutationTest(p_values, p_min, exact, count)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -164,25 +574,15 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-@dataclass(frozen=True)
-class Gap:
-    """rate(a) - rate(b) and rate(a) / rate(b), with intervals from the groups' draws."""
-
-    diff: float | None
-    diff_ci: tuple[float, float] | None
-    ratio: float | None
-    ratio_ci: tuple[float, float] | None
+# -- two systems on the same test set -----------------------------------------------------------
 
 
-def gap(a: RateEstimate, b: RateEstimate, confidence: float) -> Gap:
-    if a.value is None or b.value is None:
-        return Gap(None, None, None, None)
-    diff_ci = ratio_ci = None
-    if a.draws is not None and b.draws is not None:
-        diff_ci = percentile_interval(a.draws - b.draws, confidence)
-        ratio_ci = percentile_interval(ratio(a.draws, b.draws), confidence)
-    rel = a.value / b.value if b.value > 0 else None
-    return Gap(a.value - b.value, diff_ci, rel, ratio_ci)
+def ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
+    """Elementwise rate; NaN (undefined) where the denominator is 0."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 @dataclass(frozen=True)
@@ -194,13 +594,17 @@ class Paired:
     diff: float | None
     diff_ci: tuple[float, float] | None
     p_b_better: float | None  # share of draws where B's rate is below A's
+    p_a_better: float | None = None  # share of draws where A's rate is below B's
+    p_tie: float | None = None  # share of draws where the two rates are equal
+    notes: list[str] = field(default_factory=list)
 
 
 def paired(sums: np.ndarray, cfg: StatsConfig, *key: str) -> Paired:
     """Paired bootstrap (Bisani & Ney 2004) over per-unit [errors_a, errors_b, words] sums.
 
     Both systems see the very same speaker draws, so the speaker-to-speaker variation
-    that they share cancels from the difference.
+    that they share cancels from the difference. Ties are reported on their own: two
+    identical systems give P(tie) = 1, not "B is never better".
     """
     rate_a = ratio(sums[:, 0].sum(), sums[:, 2].sum())
     rate_b = ratio(sums[:, 1].sum(), sums[:, 2].sum())
@@ -212,7 +616,22 @@ def paired(sums: np.ndarray, cfg: StatsConfig, *key: str) -> Paired:
     totals = resample_totals(sums, cfg.n_boot, rng_for(cfg.seed, "paired", *key))
     deltas = ratio(totals[:, 1] - totals[:, 0], totals[:, 2])
     defined = deltas[np.isfinite(deltas)]
-    p_better = float(np.mean(defined < 0)) if defined.size else None
+    notes = []
+    if defined.size < deltas.size:
+        share = 1 - defined.size / deltas.size
+        notes.append(f"{100 * share:.1f}% of draws had no reference tokens and were undefined")
+    if not defined.size:
+        return Paired(float(rate_a), float(rate_b), diff, None, None, None, None, notes)
+    tie = np.abs(defined) <= 1e-12
+    alpha = cfg.alpha
+    lo, hi = _quantiles(defined, [alpha / 2, 1 - alpha / 2])
     return Paired(
-        float(rate_a), float(rate_b), diff, percentile_interval(deltas, cfg.confidence), p_better
+        float(rate_a),
+        float(rate_b),
+        diff,
+        (lo, hi),
+        float(np.mean((defined < 0) & ~tie)),
+        float(np.mean((defined > 0) & ~tie)),
+        float(np.mean(tie)),
+        notes,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,15 @@ STUDY_KEYS = {
     "batch_seconds": float,
     "columns": str,
 }
-STATS_KEYS = {"bootstrap": int, "permutations": int, "confidence": float, "min_speakers": int}
+STATS_KEYS = {
+    "bootstrap": int,
+    "permutations": int,
+    "confidence": float,
+    "min_speakers": int,
+    "interval": str,
+    "p_adjust": str,
+    "gaps": str,
+}
 TOP_KEYS = ("study", "statistics", "hparams")
 
 
@@ -129,13 +137,7 @@ def load_study(path: Path) -> Study:
                 f"{path} [study] compare: {list(pair)} must name two of the subsets {subsets}"
             )
     seed = study.get("seed", 0)
-    stats = StatsConfig(
-        n_boot=stats_raw.get("bootstrap", 10_000),
-        n_perm=stats_raw.get("permutations", 10_000),
-        seed=seed,
-        confidence=stats_raw.get("confidence", 0.95),
-        min_speakers=stats_raw.get("min_speakers", 10),
-    )
+    stats = _stats_config(path, stats_raw, seed)
     options = {k: v for k, v in study.items() if k not in ("name", "device", "batch_seconds")}
     if "groups" in options:
         options["groups"] = tuple(str(g) for g in options["groups"])
@@ -162,7 +164,7 @@ def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
         run_dir = out / "runs" / name
         options = AuditOptions(**study.options, train_subset=subset, train=study.hparams[hp])
         metrics = run_dir / "metrics.json"
-        if not _finished(run_dir, options):
+        if not _finished(run_dir, options, study.stats):
             settings = RunSettings(
                 out=run_dir,
                 resume=run_dir.exists(),
@@ -184,12 +186,16 @@ def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
     return build_study_report(study, out, runs)
 
 
-def _finished(run_dir: Path, options: Any) -> bool:
-    """A run is reused when its metrics exist and its config matches the study's options."""
+def _finished(run_dir: Path, options: Any, stats: StatsConfig) -> bool:
+    """A run is reused when its metrics exist and were made with the study's options and
+    statistics; with other statistics it is resumed, which scores its stored predictions
+    again (no training, no inference) instead of reporting numbers of another method."""
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
         return False
-    stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("options")
-    return bool(stored == json.loads(json.dumps(options.identity())))
+    stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    same_options = stored.get("options") == json.loads(json.dumps(options.identity()))
+    same_stats = stored.get("settings", {}).get("stats") == json.loads(json.dumps(asdict(stats)))
+    return bool(same_options and same_stats)
 
 
 def _same_test_set(out: Path, names: list[str]) -> None:
@@ -304,3 +310,20 @@ def load_stored_report(path: Path) -> Report:
         f"{path}: no metrics.json or study.json, so nothing to report; missing: "
         f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
     )
+
+
+def _stats_config(path: Path, raw: dict[str, Any], seed: int) -> StatsConfig:
+    """The [statistics] table as a StatsConfig; a bad value names the file and the key."""
+    try:
+        return StatsConfig(
+            n_boot=raw.get("bootstrap", 10_000),
+            n_perm=raw.get("permutations", 10_000),
+            seed=seed,
+            confidence=raw.get("confidence", 0.95),
+            min_speakers=raw.get("min_speakers", 10),
+            interval=raw.get("interval", "auto"),
+            p_adjust=raw.get("p_adjust", "holm"),
+            gaps=raw.get("gaps", "auto"),
+        )
+    except AsrfairError as exc:
+        raise AsrfairError(f"{path} [statistics]: {exc}") from None

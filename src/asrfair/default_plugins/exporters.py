@@ -19,6 +19,7 @@ from asrfair.report import (
     Report,
     TableView,
     format_cell,
+    gap_label,
     method_sentence,
     report_tables,
     report_title,
@@ -178,10 +179,11 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
                 add_entry(f"{prefix}{grouping}", str(entry["group"]), entry)
         for grouping, gaps in result.get("gaps", {}).items():
             for g in gaps:
-                label = f"{g['a']} vs {g['b']}"
-                for key in ("diff", "ratio", "p_value", "p_holm"):
+                label = gap_label(g)
+                for key in ("diff", "ratio", "p_value", "p_adjusted", "p_min"):
                     ci = g.get(f"{key}_ci")
-                    add(f"{prefix}gap:{grouping}", label, f"{g['metric']}.{key}", g[key], ci)
+                    value = g.get(key)
+                    add(f"{prefix}gap:{grouping}", label, f"{g['metric']}.{key}", value, ci)
 
     if report.kind == "study":  # each run, then each comparison, scoped by name
         for run in data["runs"]:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from asrfair import hookimpl
-from asrfair.metrics import MetricContext
+from asrfair.errors import AsrfairError
+from asrfair.metrics import MetricContext, plain_ci
 from asrfair.registry import Register
-from asrfair.stats import gap, holm, permutation_pvalue, rng_for
+from asrfair.stats import (
+    PAIRS_UP_TO,
+    estimate,
+    holm,
+    moments,
+    permutation_test,
+    rng_for,
+    simultaneous_range,
+)
 
 
 def _word_rate(ctx: MetricContext, grouping: str | None) -> None:
@@ -60,61 +70,222 @@ def group_cer(ctx: MetricContext) -> None:
         _char_rate(ctx, grouping)
 
 
-def _point_wer(ctx: MetricContext, grouping: str) -> dict[str, float]:
-    errors, words = ctx.table.word_errors, ctx.table.frame["w_n"].to_numpy()
-    out = {}
-    for name in ctx.group_names(grouping):
-        mask = ctx.mask(grouping, name)
-        out[name] = errors[mask].sum() / words[mask].sum() if words[mask].sum() else -1.0
-    return out
+@dataclass(frozen=True)
+class _Side:
+    """One side of a gap: its label, rows, speaker moments and bootstrap moment totals.
+
+    ``sample`` and ``draws`` hold WER's five moment columns, then CER's; ``draws`` is None
+    when the interval method needs no draws.
+    """
+
+    label: str
+    mask: np.ndarray
+    sample: np.ndarray
+    draws: np.ndarray | None
+    warnings: list[str]
 
 
-def _gaps_for(ctx: MetricContext, grouping: str, metric: str) -> list[dict[str, Any]]:
-    frame = ctx.table.frame
-    if metric == "wer":
-        num, den = ctx.table.word_errors, frame["w_n"].to_numpy()
-    else:
-        num, den = ctx.table.char_errors, frame["c_n"].to_numpy()
-    names = ctx.group_names(grouping)
-    estimates = {g: ctx.rate(num, den, grouping, g) for g in names}
-    worse = _point_wer(ctx, grouping)
-    values = np.column_stack([num, den])
-    rows: list[dict[str, Any]] = []
-    defined = [g for g in names if estimates[g].value is not None]
-    for first, second in combinations(defined, 2):
-        # Orient each pair by WER, the worse-served group first, for WER and CER alike.
-        a, b = (second, first) if worse[second] > worse[first] else (first, second)
-        g = gap(estimates[a], estimates[b], ctx.cfg.confidence)
-        p = permutation_pvalue(
-            ctx.unit_sums(values, grouping, a),
-            ctx.unit_sums(values, grouping, b),
-            ctx.cfg.n_perm if ctx.cfg.n_boot > 0 else 0,
-            rng_for(ctx.cfg.seed, "perm", grouping, a, b),
-        )
+def _moments_in(ctx: MetricContext, mask: np.ndarray) -> np.ndarray:
+    table = ctx.table
+    frame = table.frame
+    values = np.column_stack(
+        [table.word_errors, frame["w_n"].to_numpy(), table.char_errors, frame["c_n"].to_numpy()]
+    )
+    return moments(ctx.sums_in(values, mask))
+
+
+def _group_side(ctx: MetricContext, grouping: str, name: str) -> _Side:
+    """A group, on the very draws that gave its own WER and CER intervals."""
+    mask = ctx.mask(grouping, name)
+    sample = _moments_in(ctx, mask)
+    draws = ctx.draws.totals(sample, grouping, name) if ctx.cfg.uses_draws else None
+    return _Side(name, mask, sample, draws, list(ctx.groups[grouping][name]["warnings"]))
+
+
+def _rest_side(ctx: MetricContext, grouping: str, side: _Side, everyone: _Side) -> _Side:
+    """Every other speaker of the grouping. Its draws are the other groups' draws added up (a
+    bootstrap stratified by group), so the rest costs no draws of its own."""
+    mask = everyone.mask & ~side.mask
+    sample = _moments_in(ctx, mask)
+    draws = None if everyone.draws is None or side.draws is None else everyone.draws - side.draws
+    label = f"rest of {side.label}"
+    warnings = []
+    if ctx.table.has_speakers and len(sample) < ctx.cfg.min_speakers:
+        warnings.append(f"{label}: only {len(sample)} speaker(s) (< {ctx.cfg.min_speakers})")
+    return _Side(label, mask, sample, draws, warnings)
+
+
+def _everyone(grouping: str, sides: dict[str, _Side]) -> _Side:
+    """All the compared groups together (its draws: the sum of theirs)."""
+    mask = np.logical_or.reduce([s.mask for s in sides.values()])
+    draws = None
+    for side in sides.values():
+        if side.draws is not None:
+            draws = side.draws.copy() if draws is None else draws + side.draws
+    return _Side(grouping, mask, np.zeros((0, 10)), draws, [])
+
+
+def _block(values: np.ndarray, metric: str) -> np.ndarray:
+    return values[..., :5] if metric == "wer" else values[..., 5:]
+
+
+def _wer(side: _Side) -> float:
+    totals = side.sample[:, :2].sum(axis=0)
+    return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+
+
+def _comparisons(
+    ctx: MetricContext, grouping: str, sides: dict[str, _Side]
+) -> list[tuple[str, _Side, _Side]]:
+    """(kind, a, b) for the --gaps mode; pairs are ordered worse-served (by WER) first."""
+    names = list(sides)
+    mode = ctx.cfg.gaps
+    if mode == "auto":
+        mode = "pairs" if len(names) <= PAIRS_UP_TO else "vs-rest"
+    if mode == "none" or len(names) < 2:
+        return []
+    if mode == "pairs":
+        out = []
+        for first, second in combinations(names, 2):
+            a, b = sides[first], sides[second]
+            out.append(("pair", *((b, a) if _wer(b) > _wer(a) else (a, b))))
+        return out
+    if mode == "vs-rest":
+        everyone = _everyone(grouping, sides)
+        return [("vs-rest", s, _rest_side(ctx, grouping, s, everyone)) for s in sides.values()]
+    if mode == "vs-best":
+        reference = min(names, key=lambda n: _wer(sides[n]))
+    else:  # ref:VALUE
+        reference = mode[4:]
+        if reference not in sides:
+            known = ", ".join(names)
+            raise AsrfairError(
+                f"--gaps {mode}: {grouping} has no group {reference!r} with a defined WER; "
+                f"its groups are: {known}"
+            )
+    kind = "vs-best" if mode == "vs-best" else "vs-ref"
+    return [(kind, sides[n], sides[reference]) for n in names if n != reference]
+
+
+def _gap_row(
+    ctx: MetricContext, kind: str, a: _Side, b: _Side, metric: str, p: float | None
+) -> dict[str, Any]:
+    samples = [_block(a.sample, metric), _block(b.sample, metric)]
+    draws = None
+    if a.draws is not None and b.draws is not None:
+        draws = [_block(a.draws, metric), _block(b.draws, metric)]
+    diff = estimate("diff", samples, ctx.cfg, draws)
+    rel = estimate("log-ratio", samples, ctx.cfg, draws)
+    warnings = list(dict.fromkeys(a.warnings + b.warnings))
+    if ctx.cfg.intervals_on:
+        warnings += [
+            f"{what}: {e.reason}" for what, e in (("diff", diff), ("ratio", rel)) if e.reason
+        ]
+    return {
+        "a": a.label,
+        "b": b.label,
+        "kind": kind,
+        "metric": metric,
+        "n_speakers_a": len(a.sample),
+        "n_speakers_b": len(b.sample),
+        "diff": diff.value,
+        "diff_ci": plain_ci(diff.ci),
+        "ratio": rel.value,
+        "ratio_ci": plain_ci(rel.ci),
+        "ratio_undefined_share": rel.undefined_share,
+        "p_value": p,
+        "warnings": warnings,
+    }
+
+
+def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str, Any]]:
+    rows = []
+    for metric in ("wer", "cer"):
+        found = simultaneous_range({n: _block(s.sample, metric) for n, s in sides.items()}, ctx.cfg)
+        if found is None:
+            continue
+        worst, best, diff, ci = found
+        a, b = sides[worst], sides[best]
+        samples = [_block(a.sample, metric), _block(b.sample, metric)]
+        rel = estimate("log-ratio", samples, ctx.cfg, method="t")
+        note = f"simultaneous over {len(sides)} groups (Sidak): both ends were chosen"
         rows.append(
             {
-                "a": a,
-                "b": b,
+                "a": worst,
+                "b": best,
+                "kind": "largest",
                 "metric": metric,
-                "diff": g.diff,
-                "diff_ci": list(g.diff_ci) if g.diff_ci else None,
-                "ratio": g.ratio,
-                "ratio_ci": list(g.ratio_ci) if g.ratio_ci else None,
-                "p_value": p,
+                "n_speakers_a": len(a.sample),
+                "n_speakers_b": len(b.sample),
+                "diff": diff,
+                "diff_ci": plain_ci(ci),
+                "ratio": rel.value,
+                "ratio_ci": None,
+                "ratio_undefined_share": None,
+                "p_value": None,
+                "p_exact": None,
+                "p_min": None,
+                "warnings": [note, *dict.fromkeys(a.warnings + b.warnings)],
             }
         )
-    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
-        row["p_holm"] = adjusted
     return rows
 
 
+def _grouping_gaps(ctx: MetricContext, grouping: str) -> list[dict[str, Any]]:
+    sides = {name: _group_side(ctx, grouping, name) for name in ctx.group_names(grouping)}
+    sides = {n: s for n, s in sides.items() if np.isfinite(_wer(s))}  # undefined: no gap
+    rows: list[dict[str, Any]] = []
+    p_floor: list[float] = []
+    for kind, a, b in _comparisons(ctx, grouping, sides):
+        test = permutation_test(
+            a.sample,
+            b.sample,
+            ctx.cfg.n_perm,
+            rng_for(ctx.cfg.seed, "perm", grouping, a.label, b.label),
+        )
+        for i, metric in enumerate(("wer", "cer")):
+            row = _gap_row(ctx, kind, a, b, metric, test.p_values[i])
+            row["p_exact"] = test.exact
+            row["p_min"] = floor = test.p_min[i]
+            rows.append(row)
+            if floor is not None:
+                p_floor.append(floor)
+    if len(sides) >= 3 and ctx.cfg.gaps != "none":
+        rows += _largest_rows(ctx, sides)
+    if p_floor and min(p_floor) > ctx.cfg.alpha:
+        ctx.gap_notes[grouping] = [
+            f"with these few speakers no gap p-value can fall below {min(p_floor):.3g}: "
+            f"no gap by {grouping} can be significant at the {ctx.cfg.alpha:.3g} level"
+        ]
+    return rows
+
+
+def _adjust(ctx: MetricContext) -> None:
+    """Fill ``p_adjusted`` (and ``p_holm``) over the family that --p-adjust names."""
+    rows = [row for grouping_rows in ctx.gaps.values() for row in grouping_rows]
+    for row in rows:
+        row["p_adjusted"] = row["p_value"]
+        row["p_holm"] = None
+    if ctx.cfg.p_adjust == "none":
+        return
+    families: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for grouping, grouping_rows in ctx.gaps.items():
+        for row in grouping_rows:
+            key = () if ctx.cfg.p_adjust == "holm-all" else (grouping, row["metric"], row["kind"])
+            families.setdefault(key, []).append(row)
+    for family in families.values():
+        for row, adjusted in zip(family, holm([r["p_value"] for r in family]), strict=True):
+            row["p_adjusted"] = row["p_holm"] = adjusted
+
+
 def gaps(ctx: MetricContext) -> None:
-    """Pairwise gaps within each grouping, for WER and CER, Holm-adjusted per grouping+metric.
+    """WER/CER gaps within each grouping (--gaps), with studentised permutation p-values.
 
     Groups whose rate is undefined (no reference tokens) take part in no gap.
     """
     for grouping in ctx.table.group_columns:
-        ctx.gaps[grouping] = _gaps_for(ctx, grouping, "wer") + _gaps_for(ctx, grouping, "cer")
+        ctx.gaps[grouping] = _grouping_gaps(ctx, grouping)
+    _adjust(ctx)
 
 
 @hookimpl
@@ -123,4 +294,8 @@ def register_metrics(register: Register) -> None:
     register("cer", cer, help="corpus character error rate with a speaker-bootstrap interval")
     register("group_wer", group_wer, help="WER per group of each --groups column")
     register("group_cer", group_cer, help="CER per group of each --groups column")
-    register("gap", gaps, help="pairwise WER/CER gaps: difference, ratio, permutation p (Holm)")
+    register(
+        "gap",
+        gaps,
+        help="WER/CER gaps (--gaps): difference, ratio, studentised permutation p, worst - best",
+    )
