@@ -9,8 +9,10 @@ Measured, with Monte-Carlo standard errors (sqrt(p(1-p)/reps)):
   1. coverage of 95% group intervals: percentile (the old default), t, BCa, bootstrap-t, and
      auto (the default: bootstrap-t from 5 speakers a group, t below);
   2. coverage of 95% gap (difference) intervals, the same methods;
-  3. type-I error of the gap test at 0.05: raw-difference permutation (old) and studentised
-     permutation (new), in null scenarios of equal and unequal size and spread;
+  3. type-I error of the gap test at 0.05: raw-difference permutation (old), studentised
+     permutation alone, and asrfair's test (the larger of the studentised permutation p and the
+     p-value of the default difference interval), in null scenarios of equal and unequal size
+     and spread;
   4. power of both tests where the gap is real.
 
     python benchmarks/coverage.py                # 1,000 replicates a scenario, ~6 min on 2 cores
@@ -111,14 +113,19 @@ def gap_study(
     """Rejection rates of both tests and coverage of the gap intervals, per method."""
     rng = np.random.default_rng(seed)
     truth = a.wer - b.wer
-    out = dict.fromkeys(["old_test", "new_test", *methods], 0.0)
+    out = dict.fromkeys(["old_test", "perm_test", "new_test", *methods], 0.0)
+    default = StatsConfig(n_boot=draws)
     for _ in range(reps):
         sa, sb = draw_group(a, rng), draw_group(b, rng)
         ma, mb = stats.moments(sa), stats.moments(sb)
         out["old_test"] += raw_permutation_p(ma[:, :2], mb[:, :2], draws, rng) <= alpha
-        p_new = stats.permutation_test(ma, mb, draws, rng).p_values[0]
-        out["new_test"] += p_new is not None and p_new <= alpha
+        p_perm = stats.permutation_test(ma, mb, draws, rng).p_values[0]
+        out["perm_test"] += p_perm is not None and p_perm <= alpha
         boot = [stats.resample_totals(ma, draws, rng), stats.resample_totals(mb, draws, rng)]
+        # asrfair's gap p-value: the larger of the permutation p and the default interval's.
+        p_interval = stats.estimate("diff", [ma, mb], default, boot).p_zero
+        p_new = max(p_perm or 1.0, 1.0 if p_interval is None else p_interval)
+        out["new_test"] += p_new <= alpha
         for method in methods:
             cfg = StatsConfig(n_boot=draws, interval=method)
             out[method] += _covers(stats.estimate("diff", [ma, mb], cfg, boot).ci, truth)
@@ -132,6 +139,7 @@ def group_scenarios() -> Iterator[Group]:
                 yield Group(k, spread=spread, length=length)
 
 
+TEST_COLUMNS = ("old_test", "perm_test", "new_test", *METHODS)
 SPREAD_PAIRS = (
     ("tight", "tight"),
     ("moderate", "moderate"),
@@ -208,16 +216,17 @@ def main() -> None:
     print(
         "\n## 2. Gap test under the null (type-I error at 0.05; goal <= 0.06) and gap intervals\n"
     )
-    header = "| group a | group b | old test | new test | " + " | ".join(METHODS) + " |"
-    print(header + "\n|---|---|---:|---:|" + "---:|" * len(METHODS))
+    header = "| group a | group b | old test | permutation alone | asrfair test | "
+    header += " | ".join(METHODS) + " |"
+    print(header + "\n|---|---|---:|---:|---:|" + "---:|" * len(METHODS))
     for (a, b), row in zip(nulls, gap_rows[: len(nulls)], strict=True):
-        cells = " | ".join(_cell(row[k], reps) for k in ("old_test", "new_test", *METHODS))
+        cells = " | ".join(_cell(row[k], reps) for k in TEST_COLUMNS)
         suffix = " long" if a.length == "long" else ""
         print(f"| {_label(a)}{suffix} | {_label(b)}{suffix} | {cells} |")
     print("\n## 3. Power at 0.05 (WER 0.3 against 0.2, moderate spread) and interval coverage\n")
-    print(header + "\n|---|---|---:|---:|" + "---:|" * len(METHODS))
+    print(header + "\n|---|---|---:|---:|---:|" + "---:|" * len(METHODS))
     for (a, b), row in zip(powers, gap_rows[len(nulls) :], strict=True):
-        cells = " | ".join(_cell(row[k], reps) for k in ("old_test", "new_test", *METHODS))
+        cells = " | ".join(_cell(row[k], reps) for k in TEST_COLUMNS)
         print(f"| {_label(a)} | {_label(b)} | {cells} |")
     print(f"\n{time.perf_counter() - start:.0f} s")
 

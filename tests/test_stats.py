@@ -142,6 +142,22 @@ def test_ratio_interval_is_open_when_the_reference_group_can_have_no_errors() ->
     assert rel.reason is not None and "unbounded" in rel.reason
 
 
+def test_each_interval_test_rejects_exactly_when_its_interval_excludes_zero() -> None:
+    rng = np.random.default_rng(8)
+    for method in stats.INTERVALS:
+        cfg = StatsConfig(n_boot=999, interval=method)
+        for shift in (0, 1, 2, 3, 4, 6):
+            a = _sample(list(rng.integers(5, 12, 8) + shift), [50] * 8)
+            b = _sample(list(rng.integers(5, 12, 7)), [50] * 7)
+            draws = [stats.resample_totals(a, 999, rng), stats.resample_totals(b, 999, rng)]
+            est = stats.estimate("diff", [a, b], cfg, draws)
+            assert est.ci is not None and est.ci[1] is not None and est.p_zero is not None
+            excludes = est.ci[0] > 0 or est.ci[1] < 0
+            # Order statistics make the two agree up to one draw's worth of p.
+            if abs(est.p_zero - 0.05) > 2 / 1000:
+                assert excludes == (est.p_zero < 0.05), (method, shift, est)
+
+
 def test_permutation_test_separates_real_gaps_from_noise() -> None:
     rng = np.random.default_rng(0)
     same_a = _sample(list(rng.integers(5, 9, 15)), [50] * 15)

@@ -131,9 +131,9 @@ def method_sentence(method: dict[str, Any]) -> str:
         else:
             family = method.get("p_adjust_family", "Holm within each grouping")
             text += (
-                f" Gap p-values: studentised permutation test over {unit}s "
-                f"({method['permutations']:,} relabelings, exact when there are fewer); "
-                f"adjustment: {family}."
+                f" Gap p-values: the larger of a studentised permutation test over {unit}s "
+                f"({method['permutations']:,} relabelings, exact when there are fewer) and the "
+                f"test of the gap's own interval; adjustment: {family}."
             )
     return text
 

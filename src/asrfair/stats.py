@@ -114,9 +114,11 @@ class StatsConfig:
             "seed": self.seed,
             "confidence": self.confidence,
             "gap_test": (
-                f"permutation of group labels over {unit}s of the studentised difference of "
-                "rates (difference / cluster-robust SE; Chung & Romano 2013), two-sided; "
-                "exact enumeration when the relabelings number at most `permutations`"
+                f"two-sided; p is the larger of (1) a permutation test over {unit}s of the "
+                "studentised difference of rates (difference / cluster-robust SE; Chung & "
+                "Romano 2013), exact when the relabelings number at most `permutations`, and "
+                "(2) the test that inverts the difference's own interval"
+                + ("" if self.intervals_on else " (none here: --bootstrap 0, so (1) alone)")
             ),
             "gap_null": "the two groups' corpus rates are equal",
             "permutations": self.n_perm,
@@ -235,12 +237,16 @@ class Estimate:
     ``ci`` is None when intervals are off or none can be given; ``reason`` then says why
     (or qualifies the interval that was given). ``undefined_share`` is the share of bootstrap
     draws in which the estimate was undefined (counted as unbounded, never dropped).
+    ``p_zero`` is the two-sided p-value of "the estimate is 0 (log scale: the ratio is 1)"
+    that inverts this very interval: it is at most 1 - confidence exactly when the interval
+    excludes 0.
     """
 
     value: float | None
     ci: tuple[float, float | None] | None = None
     reason: str | None = None
     undefined_share: float | None = None
+    p_zero: float | None = None
 
 
 def _estimand(
@@ -276,17 +282,13 @@ def _undefined(draws: np.ndarray, kind: str) -> np.ndarray:
     return undefined
 
 
-def _bca_levels(
-    theta: float,
-    draws: np.ndarray,
-    samples: Sequence[np.ndarray],
-    kind: str,
-    alpha: float,
+def _bca_params(
+    theta: float, draws: np.ndarray, samples: Sequence[np.ndarray], kind: str
 ) -> tuple[float, float]:
-    """Efron's bias-corrected and accelerated quantile levels (jackknife over units)."""
+    """Efron's bias correction z0 and acceleration (from a jackknife over units)."""
     b = len(draws)
     share = (np.sum(draws < theta) + 0.5 * np.sum(draws == theta)) / b
-    z0 = special.ndtri(np.clip(share, 0.5 / b, 1 - 0.5 / b))
+    z0 = float(special.ndtri(np.clip(share, 0.5 / b, 1 - 0.5 / b)))
     totals = [s.sum(axis=0) for s in samples]
     ks = [len(s) for s in samples]
     cubes = squares = 0.0
@@ -299,10 +301,20 @@ def _bca_levels(
         d = jack.mean() - jack
         cubes += float(np.sum(d**3))
         squares += float(np.sum(d**2))
-    accel = cubes / (6 * squares**1.5) if squares > 0 else 0.0
-    z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
-    levels = special.ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
-    return float(levels[0]), float(levels[1])
+    return z0, cubes / (6 * squares**1.5) if squares > 0 else 0.0
+
+
+def _tail_p(below: int, above: int, b: int) -> float:
+    """Two-sided p-value from the draws at or below, and at or above, the null value."""
+    return min(1.0, 2 * min((below + 1) / (b + 1), (above + 1) / (b + 1)))
+
+
+@dataclass(frozen=True)
+class _OnScale:
+    low: float
+    high: float
+    undefined: float | None
+    p_zero: float | None
 
 
 def _interval_on_scale(
@@ -311,8 +323,8 @@ def _interval_on_scale(
     draws: Sequence[np.ndarray] | None,
     method: str,
     level: float,
-) -> tuple[tuple[float, float], float | None]:
-    """(low, high) on the estimand's own scale, and the share of undefined draws."""
+) -> _OnScale:
+    """The interval on the estimand's own scale, its undefined draws, and its test of 0."""
     totals = [s.sum(axis=0) for s in samples]
     ks = [len(s) for s in samples]
     theta_arr, comps_arr = _estimand(kind, totals, ks)
@@ -320,24 +332,40 @@ def _interval_on_scale(
     comps = [float(c) for c in comps_arr]
     alpha = 1.0 - level
     se = math.sqrt(sum(comps))
+    t_obs = theta / se if se > 0 else (0.0 if theta == 0 else math.copysign(math.inf, theta))
     if method == "t":
-        q = float(sps.t.ppf(1 - alpha / 2, _welch_df(comps, ks)))
-        return (theta - q * se, theta + q * se), None
+        df = _welch_df(comps, ks)
+        q = float(sps.t.ppf(1 - alpha / 2, df))
+        p = float(2 * sps.t.sf(abs(t_obs), df))
+        return _OnScale(theta - q * se, theta + q * se, None, p)
     assert draws is not None
     star, star_comps = _estimand(kind, list(draws), ks)
     undefined = float(np.mean(_undefined(star, kind)))
+    star = np.where(np.isnan(star), np.inf, star)
+    b = len(star)
     if method == "percentile":
         lo, hi = _quantiles(star, [alpha / 2, 1 - alpha / 2])
-    elif method == "bca":
-        lo, hi = _quantiles(star, _bca_levels(theta, star, samples, kind, alpha))
-    else:  # bootstrap-t
-        se_star = np.sqrt(np.sum(star_comps, axis=0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_star = (star - theta) / se_star
-        t_star = np.where((se_star == 0) & (star == theta), 0.0, t_star)
-        q_lo, q_hi = _quantiles(t_star, [alpha / 2, 1 - alpha / 2])
-        lo, hi = theta - q_hi * se, theta - q_lo * se
-    return (lo, hi), undefined
+        return _OnScale(
+            lo, hi, undefined, _tail_p(int(np.sum(star <= 0)), int(np.sum(star >= 0)), b)
+        )
+    if method == "bca":
+        z0, accel = _bca_params(theta, star, samples, kind)
+        z = special.ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+        levels = special.ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+        lo, hi = _quantiles(star, [float(levels[0]), float(levels[1])])
+        # The nominal level whose BCa end falls on 0 (Efron's formula solved backwards).
+        share = np.clip((np.sum(star < 0) + 0.5 * np.sum(star == 0)) / b, 0.5 / b, 1 - 0.5 / b)
+        u = float(special.ndtri(share)) - z0
+        one_side = float(special.ndtr(u / (1 + accel * u) - z0))
+        return _OnScale(lo, hi, undefined, min(1.0, 2 * min(one_side, 1 - one_side)))
+    se_star = np.sqrt(np.sum(star_comps, axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_star = (star - theta) / se_star
+    t_star = np.where((se_star == 0) & (star == theta), 0.0, t_star)
+    t_star = np.where(np.isnan(t_star), np.inf, t_star)
+    q_lo, q_hi = _quantiles(t_star, [alpha / 2, 1 - alpha / 2])
+    p = _tail_p(int(np.sum(t_star <= t_obs)), int(np.sum(t_star >= t_obs)), b)
+    return _OnScale(theta - q_hi * se, theta - q_lo * se, undefined, p)
 
 
 def estimate(
@@ -383,7 +411,8 @@ def estimate(
         method = "bootstrap-t" if k_min >= AUTO_MIN_SPEAKERS else "t"
         if method == "t":
             reason = f"linearised t interval (bootstrap-t needs {AUTO_MIN_SPEAKERS}+ speakers)"
-    (lo, hi), undefined = _interval_on_scale(kind, samples, draws, method, level)
+    scale = _interval_on_scale(kind, samples, draws, method, level)
+    lo, hi, undefined = scale.low, scale.high, scale.undefined
     if undefined:
         share = f"{100 * undefined:.1f}% of bootstrap draws undefined (counted as unbounded)"
         reason = _join(reason, share)
@@ -396,7 +425,7 @@ def estimate(
         reason = _join(reason, "upper end unbounded")
     elif high - lo <= 0:
         reason = _join(reason, "no variation between speakers: a zero-width interval")
-    return Estimate(value, (lo, high), reason, undefined)
+    return Estimate(value, (lo, high), reason, undefined, scale.p_zero)
 
 
 def _join(first: str | None, second: str) -> str:

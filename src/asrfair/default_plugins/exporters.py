@@ -180,7 +180,15 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
         for grouping, gaps in result.get("gaps", {}).items():
             for g in gaps:
                 label = gap_label(g)
-                for key in ("diff", "ratio", "p_value", "p_adjusted", "p_min"):
+                for key in (
+                    "diff",
+                    "ratio",
+                    "p_value",
+                    "p_permutation",
+                    "p_interval",
+                    "p_adjusted",
+                    "p_min",
+                ):
                     ci = g.get(f"{key}_ci")
                     value = g.get(key)
                     add(f"{prefix}gap:{grouping}", label, f"{g['metric']}.{key}", value, ci)

@@ -168,14 +168,19 @@ def _comparisons(
 
 
 def _gap_row(
-    ctx: MetricContext, kind: str, a: _Side, b: _Side, metric: str, p: float | None
+    ctx: MetricContext, kind: str, a: _Side, b: _Side, metric: str, p_perm: float | None
 ) -> dict[str, Any]:
+    """One gap. Its p-value is the larger of the permutation p and the p-value that inverts
+    the difference's own interval: significant only when both say so, so a significant gap's
+    interval always excludes 0, and the test keeps its level where either alone does not."""
     samples = [_block(a.sample, metric), _block(b.sample, metric)]
     draws = None
     if a.draws is not None and b.draws is not None:
         draws = [_block(a.draws, metric), _block(b.draws, metric)]
     diff = estimate("diff", samples, ctx.cfg, draws)
     rel = estimate("log-ratio", samples, ctx.cfg, draws)
+    p_interval = diff.p_zero if ctx.cfg.intervals_on else None
+    p = p_perm if p_perm is None or p_interval is None else max(p_perm, p_interval)
     warnings = list(dict.fromkeys(a.warnings + b.warnings))
     if ctx.cfg.intervals_on:
         warnings += [
@@ -194,6 +199,8 @@ def _gap_row(
         "ratio_ci": plain_ci(rel.ci),
         "ratio_undefined_share": rel.undefined_share,
         "p_value": p,
+        "p_permutation": p_perm,
+        "p_interval": p_interval,
         "warnings": warnings,
     }
 
@@ -223,6 +230,8 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
                 "ratio_ci": None,
                 "ratio_undefined_share": None,
                 "p_value": None,
+                "p_permutation": None,
+                "p_interval": None,
                 "p_exact": None,
                 "p_min": None,
                 "warnings": [note, *dict.fromkeys(a.warnings + b.warnings)],
