@@ -175,7 +175,7 @@ def test_out_folder_of_another_configuration_is_refused(
     other = runner.invoke(app, [*args, "--resume", "--train-subset", "male"])
     assert other.exit_code == 2
     assert "was made with other options (train_subset differ)" in other.stderr
-    same = runner.invoke(app, [*args, "--resume", "--bootstrap", "100"])
+    same = runner.invoke(app, [*args, "--resume", "--bootstrap", "200"])
     assert same.exit_code == 0, same.output
 
 

@@ -139,7 +139,7 @@ def test_same_seed_same_numbers_other_seed_other_draws(gender_csv: Path) -> None
 
 
 def test_intersectional_groups(gender_csv: Path) -> None:
-    data = run_json("score", str(gender_csv), "--groups", "gender*age,age", "--bootstrap", "100")
+    data = run_json("score", str(gender_csv), "--groups", "gender*age,age", "--bootstrap", "200")
     names = [e["group"] for e in data["groups"]["gender*age"]]
     assert names == [
         "female_feminine*fifties",
@@ -167,7 +167,7 @@ def test_intersectional_groups(gender_csv: Path) -> None:
 def test_no_speaker_column_falls_back_to_utterances(tmp_path: Path) -> None:
     rows = [{k: v for k, v in r.items() if k != "speaker"} for r in gender_rows()]
     path = write_transcripts(tmp_path / "t.jsonl", rows)
-    data = run_json("score", str(path), "--groups", "gender", "--bootstrap", "100")
+    data = run_json("score", str(path), "--groups", "gender", "--bootstrap", "200")
     assert data["method"]["resampling_unit"] == "utterance"
     assert data["overall"]["n_speakers"] is None
     assert any("resample utterances" in w for w in data["warnings"])
@@ -176,7 +176,7 @@ def test_no_speaker_column_falls_back_to_utterances(tmp_path: Path) -> None:
 def test_speaker_col_and_tsv(tmp_path: Path) -> None:
     rows = [{**r, "client_id": r.pop("speaker")} for r in gender_rows()]
     path = write_transcripts(tmp_path / "t.tsv", rows)
-    data = run_json("score", str(path), "--speaker-col", "client_id", "--bootstrap", "50")
+    data = run_json("score", str(path), "--speaker-col", "client_id", "--bootstrap", "200")
     assert data["overall"]["n_speakers"] == 12
 
 
@@ -185,7 +185,7 @@ def test_empty_group_values_are_dropped_and_counted(tmp_path: Path) -> None:
     for row in rows[:5]:
         row["gender"] = ""
     path = write_transcripts(tmp_path / "t.csv", rows)
-    data = run_json("score", str(path), "--groups", "gender", "--bootstrap", "50")
+    data = run_json("score", str(path), "--groups", "gender", "--bootstrap", "200")
     assert data["dropped"]["gender"]["message"] == "dropped 5 of 60 rows with empty gender"
     assert sum(e["n_utterances"] for e in data["groups"]["gender"]) == 55
     assert data["overall"]["n_utterances"] == 60

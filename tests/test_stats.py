@@ -98,14 +98,14 @@ def test_cluster_interval_is_wider_than_utterance_interval_for_correlated_speake
 
 
 def test_undefined_rate_has_no_interval_and_no_division_by_zero() -> None:
-    est = stats.estimate("rate", [_sample([8, 0], [0, 0])], StatsConfig(n_boot=100))
+    est = stats.estimate("rate", [_sample([8, 0], [0, 0])], StatsConfig(n_boot=200))
     assert est.value is None and est.ci is None
     assert est.reason is not None and "undefined" in est.reason
 
 
 def test_fewer_than_two_speakers_give_no_interval_with_a_reason() -> None:
     for method in stats.INTERVALS:
-        cfg = StatsConfig(n_boot=100, interval=method)
+        cfg = StatsConfig(n_boot=200, interval=method)
         sample = _sample([4], [40])
         est = stats.estimate("rate", [sample], cfg, _draws(sample, cfg, "one"))
         assert est.value == pytest.approx(0.1)

@@ -165,7 +165,7 @@ def test_report_on_a_half_written_run_says_what_is_missing(tmp_path: Path) -> No
 def test_compare_runs(finished: Path) -> None:
     a, b = finished / "runs" / "male--slow", finished / "runs" / "female--slow"
     result = runner.invoke(
-        app, ["compare", str(a), str(b), "--bootstrap", "100", "--format", "json"]
+        app, ["compare", str(a), str(b), "--bootstrap", "200", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -234,3 +234,22 @@ def test_committed_notebook_study_plot_and_file() -> None:
     study = load_study(EXAMPLE / "notebook_study.toml")
     assert len(study.run_names()) == 12
     assert study.subsets == ["all", "half", "male", "female"] and len(study.hparams) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("statistics = 5\n", "[statistics]: must be a table of keys, not 5"),
+        ("hparams = 5\n", "[hparams]: must be a table of keys, not 5"),
+        ("[statistics]\nmin_speakers = 0\n", "[statistics]: --min-speakers 0"),
+        ("[statistics]\nconfidence = 0.9999\n", "[statistics]: --confidence 0.9999"),
+        ('[statistics]\ninterval = "wald"\n', "[statistics]: --interval 'wald'"),
+        ("[study]\nseed = -1\n", "[statistics]: --seed -1"),
+    ],
+)
+def test_bad_study_statistics_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(AsrfairError) as caught:
+        load_study(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)

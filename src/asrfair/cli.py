@@ -42,7 +42,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except AsrfairError as exc:
-        stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console = stderr()
+        console.print("[bold red]error:[/] ", end="", highlight=False)
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -93,7 +95,6 @@ BootOpt = Annotated[
     int,
     typer.Option(
         "--bootstrap",
-        min=0,
         help="Bootstrap draws per group; 0 turns intervals off.",
     ),
 ]
@@ -101,14 +102,13 @@ PermOpt = Annotated[
     int,
     typer.Option(
         "--permutations",
-        min=0,
         help="Relabelings for gap p-values (all of them when there are fewer); 0: no tests.",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
 ConfOpt = Annotated[
     float,
-    typer.Option("--confidence", min=0.5, max=0.999, help="Interval confidence level."),
+    typer.Option("--confidence", help="Interval confidence level, 0.5 to 0.999."),
 ]
 IntervalOpt = Annotated[
     str,
@@ -135,7 +135,7 @@ GapsOpt = Annotated[
 ]
 MinSpkOpt = Annotated[
     int,
-    typer.Option("--min-speakers", min=1, help="Warn for groups with fewer speakers than this."),
+    typer.Option("--min-speakers", help="Warn for groups with fewer speakers than this."),
 ]
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Exporter: rich, json, csv, md, latex or a plugin's.")
@@ -144,7 +144,18 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the repo
 
 
 def split_groups(groups: str) -> list[str]:
-    return [g.strip() for g in groups.split(",") if g.strip()]
+    """Grouping specs in order, each once (``gender,gender`` is one grouping)."""
+    return list(dict.fromkeys(g.strip() for g in groups.split(",") if g.strip()))
+
+
+def check_out(out: Path | None, inputs: list[Path]) -> None:
+    """Refuse an --out that cannot take the report, before any work is done."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise AsrfairError(f"--out {out} is a folder; give a file path such as {out / 'report.md'}")
+    if any(out.resolve() == path.resolve() for path in inputs):
+        raise AsrfairError(f"--out {out} is an input file; write the report somewhere else")
 
 
 def _columns(ref: str, hyp: str, id_col: str | None, speaker: str | None) -> Columns:
@@ -206,6 +217,7 @@ def score_command(
         groupings = split_groups(groups)
         columns = _columns(ref_col, hyp_col, id_col, speaker_col)
         plugins.exporters().get(fmt, option="--format")  # fail before the work, not after
+        check_out(out, [file])
         cfg = StatsConfig(
             bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
         )
@@ -253,6 +265,7 @@ def compare_command(
 
     with user_errors():
         plugins.exporters().get(fmt, option="--format")
+        check_out(out, list(paths))
         cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
         if len(paths) < 2:
             raise AsrfairError("compare needs at least two paths: A and B")

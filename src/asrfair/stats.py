@@ -73,21 +73,32 @@ class StatsConfig:
     gaps: str = "auto"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.n_boot <= MAX_DRAWS:
+        if not (math.isfinite(self.confidence) and 0.5 <= self.confidence <= 0.999):
+            raise AsrfairError(f"--confidence {self.confidence}: use a level from 0.5 to 0.999")
+        least = self.min_draws
+        if not (self.n_boot == 0 or least <= self.n_boot <= MAX_DRAWS):
             raise AsrfairError(
-                f"--bootstrap {self.n_boot}: use 0 to {MAX_DRAWS:,} draws "
-                "(more changes no reported digit and would not fit in memory)"
+                f"--bootstrap {self.n_boot}: use {least:,} to {MAX_DRAWS:,} draws (at "
+                f"{self.confidence} confidence, about 5 draws beyond each end of the interval), "
+                "or 0 for no intervals"
             )
         if not 0 <= self.n_perm <= MAX_DRAWS:
             raise AsrfairError(f"--permutations {self.n_perm}: use 0 to {MAX_DRAWS:,}")
-        if not 0.5 <= self.confidence < 1:
-            raise AsrfairError(f"--confidence {self.confidence}: use a level in [0.5, 1)")
+        if self.seed < 0:
+            raise AsrfairError(f"--seed {self.seed}: use a seed of 0 or more")
+        if self.min_speakers < 1:
+            raise AsrfairError(f"--min-speakers {self.min_speakers}: use 1 or more")
         _check_choice("--interval", self.interval, INTERVALS)
         _check_choice("--p-adjust", self.p_adjust, P_ADJUST)
         if self.gaps not in GAP_MODES and not (self.gaps.startswith("ref:") and self.gaps[4:]):
             raise AsrfairError(
                 f"--gaps {self.gaps!r}: use one of {', '.join(GAP_MODES)} or ref:VALUE"
             )
+
+    @property
+    def min_draws(self) -> int:
+        """Fewest bootstrap draws B with (B + 1) * alpha / 2 >= 5: 5 beyond each end."""
+        return math.ceil(5 / ((1.0 - self.confidence) / 2) - 1e-9) - 1
 
     @property
     def alpha(self) -> float:
@@ -414,7 +425,7 @@ def estimate(
     scale = _interval_on_scale(kind, samples, draws, method, level)
     lo, hi, undefined = scale.low, scale.high, scale.undefined
     if undefined:
-        share = f"{100 * undefined:.1f}% of bootstrap draws undefined (counted as unbounded)"
+        share = f"{100 * undefined:.2g}% of bootstrap draws undefined (counted as unbounded)"
         reason = _join(reason, share)
     if kind == "log-ratio":
         lo, hi = math.exp(lo), math.exp(hi)
@@ -638,17 +649,20 @@ def paired(sums: np.ndarray, cfg: StatsConfig, *key: str) -> Paired:
     rate_a = ratio(sums[:, 0].sum(), sums[:, 2].sum())
     rate_b = ratio(sums[:, 1].sum(), sums[:, 2].sum())
     if not np.isfinite(rate_a):
-        return Paired(None, None, None, None, None)
+        return Paired(None, None, None, None, None, notes=["no reference tokens: rates undefined"])
     diff = float(rate_b - rate_a)
     if cfg.n_boot <= 0:
         return Paired(float(rate_a), float(rate_b), diff, None, None)
+    if len(sums) < 2:
+        note = f"{len(sums)} speaker(s): no interval with fewer than 2"
+        return Paired(float(rate_a), float(rate_b), diff, None, None, notes=[note])
     totals = resample_totals(sums, cfg.n_boot, rng_for(cfg.seed, "paired", *key))
     deltas = ratio(totals[:, 1] - totals[:, 0], totals[:, 2])
     defined = deltas[np.isfinite(deltas)]
     notes = []
     if defined.size < deltas.size:
         share = 1 - defined.size / deltas.size
-        notes.append(f"{100 * share:.1f}% of draws had no reference tokens and were undefined")
+        notes.append(f"{100 * share:.2g}% of draws had no reference tokens and were undefined")
     if not defined.size:
         return Paired(float(rate_a), float(rate_b), diff, None, None, None, None, notes)
     tie = np.abs(defined) <= 1e-12

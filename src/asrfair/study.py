@@ -84,6 +84,13 @@ def _typed(where: str, key: str, value: Any, kind: type) -> Any:
     return value
 
 
+def _table(where: str, value: Any) -> dict[str, Any]:
+    """A TOML table, or a one-line error (``statistics = 5`` is not one)."""
+    if not isinstance(value, dict):
+        raise AsrfairError(f"{where}: must be a table of keys, not {value!r}")
+    return value
+
+
 def _check_keys(where: str, table: dict[str, Any], valid: list[str]) -> None:
     for key in table:
         if key not in valid:
@@ -95,7 +102,7 @@ def _check_keys(where: str, table: dict[str, Any], valid: list[str]) -> None:
 def _train_config(path: Path, name: str, table: dict[str, Any]) -> TrainConfig:
     where = f"{path} [hparams.{name}]"
     kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
-    _check_keys(where, table, list(kinds))
+    _check_keys(where, _table(where, table), list(kinds))
     values = {k: _typed(where, k, v, kinds[k]) for k, v in table.items()}
     for key in ("learning_rate", "epochs", "batch_size"):
         if key in values and values[key] <= 0:
@@ -116,15 +123,16 @@ def load_study(path: Path) -> Study:
     except tomllib.TOMLDecodeError as exc:
         raise AsrfairError(f"{path}: not valid TOML ({exc})") from None
     _check_keys(str(path), raw, list(TOP_KEYS))
-    study = raw.get("study", {})
+    study = _table(f"{path} [study]", raw.get("study", {}))
     _check_keys(f"{path} [study]", study, list(STUDY_KEYS))
     study = {k: _typed(f"{path} [study]", k, v, STUDY_KEYS[k]) for k, v in study.items()}
-    stats_raw = raw.get("statistics", {})
+    stats_raw = _table(f"{path} [statistics]", raw.get("statistics", {}))
     _check_keys(f"{path} [statistics]", stats_raw, list(STATS_KEYS))
     stats_raw = {
         k: _typed(f"{path} [statistics]", k, v, STATS_KEYS[k]) for k, v in stats_raw.items()
     }
     hparams_raw = raw.get("hparams") or {"default": {}}
+    hparams_raw = _table(f"{path} [hparams]", hparams_raw)
     hparams = {n: _train_config(path, n, t) for n, t in hparams_raw.items()}
     subsets = [str(s) for s in study.pop("subsets", ["all"])]
     known = plugins.subsets()

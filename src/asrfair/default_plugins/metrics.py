@@ -182,6 +182,9 @@ def _gap_row(
     p_interval = diff.p_zero if ctx.cfg.intervals_on else None
     p = p_perm if p_perm is None or p_interval is None else max(p_perm, p_interval)
     warnings = list(dict.fromkeys(a.warnings + b.warnings))
+    for side, block in zip((a, b), samples, strict=True):
+        if block[:, 0].sum() == 0 and ctx.cfg.intervals_on:
+            warnings.append(f"{side.label} has no errors: the interval takes its rate as known")
     if ctx.cfg.intervals_on:
         warnings += [
             f"{what}: {e.reason}" for what, e in (("diff", diff), ("ratio", rel)) if e.reason
@@ -242,7 +245,11 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
 
 def _grouping_gaps(ctx: MetricContext, grouping: str) -> list[dict[str, Any]]:
     sides = {name: _group_side(ctx, grouping, name) for name in ctx.group_names(grouping)}
-    sides = {n: s for n, s in sides.items() if np.isfinite(_wer(s))}  # undefined: no gap
+    notes = ctx.gap_notes.setdefault(grouping, [])
+    undefined = [n for n, s in sides.items() if not np.isfinite(_wer(s))]
+    if undefined:
+        notes.append(f"no reference words, so in no gap: {', '.join(undefined)}")
+    sides = {n: s for n, s in sides.items() if n not in undefined}
     rows: list[dict[str, Any]] = []
     p_floor: list[float] = []
     for kind, a, b in _comparisons(ctx, grouping, sides):
@@ -262,10 +269,13 @@ def _grouping_gaps(ctx: MetricContext, grouping: str) -> list[dict[str, Any]]:
     if len(sides) >= 3 and ctx.cfg.gaps != "none":
         rows += _largest_rows(ctx, sides)
     if p_floor and min(p_floor) > ctx.cfg.alpha:
-        ctx.gap_notes[grouping] = [
-            f"with these few speakers no gap p-value can fall below {min(p_floor):.3g}: "
-            f"no gap by {grouping} can be significant at the {ctx.cfg.alpha:.3g} level"
-        ]
+        notes.append(
+            f"no gap p-value by {grouping} can fall below {min(p_floor):.3g} with these "
+            "speakers (too few of them, or no differences between them): no gap can be "
+            f"significant at the {ctx.cfg.alpha:.3g} level"
+        )
+    if not notes:
+        del ctx.gap_notes[grouping]
     return rows
 
 
