@@ -134,8 +134,8 @@ def test_same_seed_same_numbers_other_seed_other_draws(gender_csv: Path) -> None
     t_first, t_other = run_json(*mc), run_json(*mc, "--seed", "9")
     assert t_first["overall"]["wer_ci"] == t_other["overall"]["wer_ci"]
     gap_first, gap_other = t_first["gaps"]["half"][0], t_other["gaps"]["half"][0]
-    assert gap_first["p_exact"] is False and 0.01 < gap_first["p_value"] < 1
-    assert gap_first["p_value"] != gap_other["p_value"]
+    assert gap_first["p_exact"] is False and 0.01 < gap_first["p_permutation"] < 1
+    assert gap_first["p_permutation"] != gap_other["p_permutation"]
 
 
 def test_intersectional_groups(gender_csv: Path) -> None:

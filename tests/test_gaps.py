@@ -36,7 +36,7 @@ def accent_rows(groups: int, speakers: int, seed: int = 0) -> list[dict[str, obj
 
 @pytest.fixture
 def five_accents(tmp_path: Path) -> Path:
-    return write_transcripts(tmp_path / "accents.csv", accent_rows(5, 4))
+    return write_transcripts(tmp_path / "accents.csv", accent_rows(5, 6))
 
 
 def _wer_rows(data: dict[str, Any], grouping: str = "accent") -> list[dict[str, Any]]:
@@ -49,7 +49,7 @@ def test_auto_summarises_many_groups_against_the_rest(five_accents: Path) -> Non
     assert [g["kind"] for g in rows] == ["vs-rest"] * 5 + ["largest"]
     first = rows[0]
     assert (first["a"], first["b"]) == ("acc000", "rest of acc000")
-    assert (first["n_speakers_a"], first["n_speakers_b"]) == (4, 16)
+    assert (first["n_speakers_a"], first["n_speakers_b"]) == (6, 24)
     assert first["diff"] < 0 and first["p_value"] < 0.05  # the best accent, clearly
     largest = rows[-1]
     assert (largest["a"], largest["b"]) == ("acc004", "acc000")

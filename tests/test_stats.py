@@ -61,10 +61,27 @@ def test_t_interval_is_the_linearised_cluster_robust_interval() -> None:
     est = stats.estimate("rate", [_sample(list(errors), list(words))], StatsConfig(interval="t"))
     r = errors.sum() / words.sum()
     k = len(errors)
-    se = math.sqrt(k / (k - 1) * np.sum((errors - r * words) ** 2)) / words.sum()
-    half = sps.t.ppf(0.975, k - 1) * se
+    cluster = k / (k - 1) * np.sum((errors - r * words) ** 2) / words.sum() ** 2
+    floor = r * (1 - r) / words.sum()  # the same words, erring independently
+    half = sps.t.ppf(0.975, k - 1) * math.sqrt(max(cluster, floor))
     assert est.value == pytest.approx(r)
     assert est.ci == pytest.approx((r - half, r + half))
+    errors, words = np.array([1.0, 9, 2, 12, 0]), np.array([20.0, 10, 30, 15, 25])
+    r = 24 / 100  # speakers far apart: the cluster variance is above the floor
+    cluster = 5 / 4 * np.sum((errors - r * words) ** 2)
+    ci = stats.estimate("rate", [_sample(list(errors), list(words))], StatsConfig(interval="t")).ci
+    assert ci is not None and ci[1] is not None
+    assert ci[1] - r == pytest.approx(sps.t.ppf(0.975, 4) * math.sqrt(cluster) / 100)
+
+
+def test_speakers_with_equal_rates_do_not_make_bootstrap_t_unbounded() -> None:
+    # Seven speakers with 1 error in 25 words and one with 2: a third of the draws hold only
+    # equal-rate speakers, whose cluster SE is 0. The binomial floor keeps t* finite.
+    sample = _sample([1] * 7 + [2], [25] * 8)
+    cfg = StatsConfig(n_boot=2000, interval="bootstrap-t")
+    est = stats.estimate("rate", [sample], cfg, _draws(sample, cfg, "m"))
+    assert est.ci is not None and est.ci[0] is not None and est.ci[1] is not None
+    assert 0.02 < est.ci[0] < est.value < est.ci[1] < 0.1  # type: ignore[operator]
 
 
 def test_every_interval_method_is_seeded_and_brackets_the_estimate() -> None:

@@ -122,7 +122,8 @@ PAdjustOpt = Annotated[
     str,
     typer.Option(
         "--p-adjust",
-        help="Gap p-value adjustment: holm (per grouping and metric), holm-all or none.",
+        help="Gap p-value adjustment: holm (per grouping, metric and kind of gap), holm-all "
+        "(one family) or none.",
     ),
 ]
 GapsOpt = Annotated[

@@ -27,8 +27,8 @@ def _plain(value: float | None) -> float | None:
     return None if value is None else round(float(value), 10)
 
 
-def plain_ci(ci: tuple[float, float | None] | None) -> list[float | None] | None:
-    """An interval as JSON: ``[low, high]``; ``high`` null is an open (unbounded) upper end."""
+def plain_ci(ci: tuple[float | None, float | None] | None) -> list[float | None] | None:
+    """An interval as JSON: ``[low, high]``; a null end is open (unbounded) on that side."""
     return None if ci is None else [_plain(ci[0]), _plain(ci[1])]
 
 

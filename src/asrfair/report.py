@@ -39,15 +39,16 @@ class Interval:
     """A rate with its interval; humans see percentages, machines see fractions."""
 
     value: float | None
-    ci: tuple[float, float | None] | None = None  # None upper end: unbounded
+    ci: tuple[float | None, float | None] | None = None  # a None end: unbounded that side
 
     def percent(self) -> str:
         if self.value is None:
             return "n/a"
         text = _pct(self.value)
         if self.ci is not None:
+            lower = "(-inf" if self.ci[0] is None else f"[{_pct(self.ci[0])}"
             upper = "inf)" if self.ci[1] is None else f"{_pct(self.ci[1])}]"
-            text += f" [{_pct(self.ci[0])}, {upper}"
+            text += f" {lower}, {upper}"
         return text
 
 
@@ -130,11 +131,17 @@ def method_sentence(method: dict[str, Any]) -> str:
             text += " No gap p-values (--permutations 0)."
         else:
             family = method.get("p_adjust_family", "Holm within each grouping")
-            text += (
-                f" Gap p-values: the larger of a studentised permutation test over {unit}s "
-                f"({method['permutations']:,} relabelings, exact when there are fewer) and the "
-                f"test of the gap's own interval; adjustment: {family}."
+            test = (
+                f"studentised permutation test over {unit}s ({method['permutations']:,} "
+                "relabelings, exact when there are fewer)"
             )
+            if phrase.startswith("no intervals"):
+                text += f" Gap p-values: a {test}; adjustment: {family}."
+            else:
+                text += (
+                    f" Gap p-values: the larger of a {test} and the test of the gap's own "
+                    f"interval; adjustment: {family}."
+                )
     return text
 
 
@@ -143,9 +150,9 @@ def _rate_fields(entry: dict[str, Any]) -> list[str]:
     return [k for k in entry if f"{k}_ci" in entry]
 
 
-def _pair(ci: list[float | None] | None) -> tuple[float, float | None] | None:
-    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples); high None: open."""
-    return (float(ci[0]), ci[1]) if ci and ci[0] is not None else None
+def _pair(ci: list[float | None] | None) -> tuple[float | None, float | None] | None:
+    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples); None: open."""
+    return (ci[0], ci[1]) if ci else None
 
 
 def _interval(entry: dict[str, Any], name: str) -> Interval:
@@ -250,7 +257,7 @@ def _ratio_text(g: dict[str, Any]) -> str:
     ci = g.get("ratio_ci")
     if ci:
         upper = "inf)" if ci[1] is None else f"{ci[1]:.2f}]"
-        text += f" [{ci[0]:.2f}, {upper}"
+        text += f" [{ci[0]:.2f}, {upper}"  # a ratio's lower end is never below 0
     return text
 
 

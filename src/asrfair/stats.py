@@ -178,7 +178,11 @@ def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.
     """Corpus rate and its linearised variance from moment totals over ``k`` units.
 
     Var(r) ~ k/(k-1) * sum_i (e_i - r n_i)^2 / (sum_i n_i)^2: the cluster-robust (CR1)
-    variance of a ratio estimator. NaN rate where there are no tokens.
+    variance of a ratio estimator, floored at r(1-r)/N, the variance of the same N tokens if
+    they erred independently. Speakers' errors are positively correlated, so the floor only
+    binds where the cluster estimate is degenerate: one speaker, or speakers with equal rates
+    (common in bootstrap draws of a few speakers with few errors), whose zero SE would make a
+    studentised statistic infinite. NaN rate where there are no tokens.
     """
     t = np.asarray(totals, dtype=np.float64)
     e, n, ee, en, nn = (t[..., j] for j in range(5))
@@ -189,7 +193,8 @@ def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.
         # Summing moments cancels digits: a spread within rounding of 0 is 0 (equal rates).
         spread = np.where(spread > 1e-10 * np.maximum(ee, 1.0), spread, 0.0)
         factor = np.where(k > 1, k / np.maximum(k - 1, 1), 1.0)
-        v = factor * spread / (n * n)
+        p = np.clip(r, 0.0, 1.0)
+        v = np.maximum(factor * spread / (n * n), p * (1 - p) / n)
     return r, v
 
 
@@ -254,7 +259,7 @@ class Estimate:
     """
 
     value: float | None
-    ci: tuple[float, float | None] | None = None
+    ci: tuple[float | None, float | None] | None = None
     reason: str | None = None
     undefined_share: float | None = None
     p_zero: float | None = None
@@ -431,12 +436,13 @@ def estimate(
         lo, hi = math.exp(lo), math.exp(hi)
     elif kind == "rate":
         lo = max(lo, 0.0)
-    high = None if not math.isfinite(hi) else hi
-    if high is None:
-        reason = _join(reason, "upper end unbounded")
-    elif high - lo <= 0:
+    low = None if lo == -math.inf else lo
+    high = None if hi == math.inf else hi
+    if low is None or high is None:
+        reason = _join(reason, "unbounded: too few distinct speakers to bound it")
+    elif high - low <= 0:
         reason = _join(reason, "no variation between speakers: a zero-width interval")
-    return Estimate(value, (lo, high), reason, undefined, scale.p_zero)
+    return Estimate(value, (low, high), reason, undefined, scale.p_zero)
 
 
 def _join(first: str | None, second: str) -> str:
@@ -463,10 +469,10 @@ def simultaneous_range(
         return worst, best, diff, None
     level = cfg.confidence ** (1.0 / len(rates))
     bounds = [estimate("rate", [samples[g]], cfg, level=level, method="t").ci for g in rates]
-    if any(b is None or b[1] is None for b in bounds):
-        return worst, best, diff, None
-    lows = [b[0] for b in bounds if b is not None]
-    highs = [float(b[1]) for b in bounds if b is not None and b[1] is not None]
+    lows = [b[0] for b in bounds if b is not None and b[0] is not None]
+    highs = [b[1] for b in bounds if b is not None and b[1] is not None]
+    if len(lows) < len(bounds) or len(highs) < len(bounds):
+        return worst, best, diff, None  # a group without a bounded interval
     return worst, best, diff, (max(0.0, max(lows) - min(highs)), max(highs) - min(lows))
 
 

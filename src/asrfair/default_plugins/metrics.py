@@ -218,7 +218,10 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
         a, b = sides[worst], sides[best]
         samples = [_block(a.sample, metric), _block(b.sample, metric)]
         rel = estimate("log-ratio", samples, ctx.cfg, method="t")
-        note = f"simultaneous over {len(sides)} groups (Sidak): both ends were chosen"
+        note = (
+            f"interval simultaneous over {len(sides)} groups (Sidak), as worst and best were "
+            "both picked from the data"
+        )
         rows.append(
             {
                 "a": worst,
@@ -237,7 +240,8 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
                 "p_interval": None,
                 "p_exact": None,
                 "p_min": None,
-                "warnings": [note, *dict.fromkeys(a.warnings + b.warnings)],
+                "warnings": [note] * (ci is not None)
+                + list(dict.fromkeys(a.warnings + b.warnings)),
             }
         )
     return rows
