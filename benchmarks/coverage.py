@@ -61,10 +61,12 @@ def draw_group(g: Group, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([errors, n_words]).astype(float)
 
 
-def _covers(ci: tuple[float, float | None] | None, truth: float) -> bool:
+def _covers(ci: tuple[float | None, float | None] | None, truth: float) -> bool:
+    """Whether the interval holds the truth; a None end is open, a None interval holds nothing."""
     if ci is None:
         return False
-    return ci[0] <= truth <= (math.inf if ci[1] is None else ci[1])
+    low = -math.inf if ci[0] is None else ci[0]
+    return low <= truth <= (math.inf if ci[1] is None else ci[1])
 
 
 def raw_permutation_p(a: np.ndarray, b: np.ndarray, n_perm: int, rng: np.random.Generator) -> float:
