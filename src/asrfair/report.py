@@ -243,7 +243,7 @@ def _gap_table(grouping: str, gaps: list[dict[str, Any]], extra: list[str]) -> T
     notes = _numbered(notes) + list(extra)
     if len(shown) < len(gaps):
         notes.append(
-            f"showing {len(shown)} of {len(gaps)} gaps (largest gap first, then smallest p); "
+            f"showing {len(shown)} of {len(gaps):,} gaps (largest gap first, then smallest p); "
             "--format json or csv lists all"
         )
     columns = ["groups", "metric", "diff (pts)", "ratio", "p", "p (adj.)", "note"]
