@@ -80,8 +80,8 @@ def test_json_contract(gender_csv: Path) -> None:
         # The fixture gives every speaker of a gender the same error counts.
         assert entry["warnings"] == [
             "only 6 speaker(s) (< 10): interval unreliable",
-            "wer: no variation between speakers: a zero-width interval",
-            "cer: no variation between speakers: a zero-width interval",
+            "wer: speakers with equal rates: linearised t interval on the token variance",
+            "cer: speakers with equal rates: linearised t interval on the token variance",
         ]
     female, male = entries
     assert female["wer"] == pytest.approx(female["errors"] / female["n_ref_words"])
@@ -329,7 +329,9 @@ def test_example_plugin_metric_is_usable_from_score(gender_csv: Path) -> None:
     )
     assert data["overall"]["ser"] == pytest.approx((30 + 12) / 60)  # all female, 2 of 5 male utts
     female = data["groups"]["gender"][0]
-    assert female["ser"] == 1.0 and female["ser_ci"] == [1.0, 1.0]
+    # Every female utterance is wrong: speakers with equal rates get the token-level variance.
+    assert female["ser"] == 1.0 and female["ser_ci"][0] < 1.0 < female["ser_ci"][1]
+    assert any("ser: speakers with equal rates" in w for w in female["warnings"])
     result = runner.invoke(
         app, ["score", str(gender_csv), "--metrics", "wer,ser", "--format", "md"]
     )

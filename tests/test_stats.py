@@ -61,17 +61,22 @@ def test_t_interval_is_the_linearised_cluster_robust_interval() -> None:
     est = stats.estimate("rate", [_sample(list(errors), list(words))], StatsConfig(interval="t"))
     r = errors.sum() / words.sum()
     k = len(errors)
-    cluster = k / (k - 1) * np.sum((errors - r * words) ** 2) / words.sum() ** 2
-    floor = r * (1 - r) / words.sum()  # the same words, erring independently
-    half = sps.t.ppf(0.975, k - 1) * math.sqrt(max(cluster, floor))
+    se = math.sqrt(k / (k - 1) * np.sum((errors - r * words) ** 2)) / words.sum()
+    half = sps.t.ppf(0.975, k - 1) * se
     assert est.value == pytest.approx(r)
     assert est.ci == pytest.approx((r - half, r + half))
-    errors, words = np.array([1.0, 9, 2, 12, 0]), np.array([20.0, 10, 30, 15, 25])
-    r = 24 / 100  # speakers far apart: the cluster variance is above the floor
-    cluster = 5 / 4 * np.sum((errors - r * words) ** 2)
-    ci = stats.estimate("rate", [_sample(list(errors), list(words))], StatsConfig(interval="t")).ci
-    assert ci is not None and ci[1] is not None
-    assert ci[1] - r == pytest.approx(sps.t.ppf(0.975, 4) * math.sqrt(cluster) / 100)
+
+
+def test_speakers_with_equal_rates_get_the_token_variance_not_a_zero_width_interval() -> None:
+    sample = _sample([5] * 5, [25] * 5)  # five speakers at exactly 20%
+    for method in ("auto", "bootstrap-t", "t"):
+        cfg = StatsConfig(n_boot=999, interval=method)
+        est = stats.estimate("rate", [sample], cfg, _draws(sample, cfg, "eq"))
+        p = 25.5 / 126  # 25 errors in 125 words, half an error added so p is never 0
+        half = sps.t.ppf(0.975, 4) * math.sqrt(p * (1 - p) / 125)
+        assert est.ci == pytest.approx((0.2 - half, 0.2 + half)), method
+        if method != "t":  # the switch from bootstrap-t is said
+            assert est.reason is not None and "equal rates" in est.reason
 
 
 def test_speakers_with_equal_rates_do_not_make_bootstrap_t_unbounded() -> None:

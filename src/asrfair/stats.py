@@ -178,11 +178,12 @@ def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.
     """Corpus rate and its linearised variance from moment totals over ``k`` units.
 
     Var(r) ~ k/(k-1) * sum_i (e_i - r n_i)^2 / (sum_i n_i)^2: the cluster-robust (CR1)
-    variance of a ratio estimator, floored at r(1-r)/N, the variance of the same N tokens if
-    they erred independently. Speakers' errors are positively correlated, so the floor only
-    binds where the cluster estimate is degenerate: one speaker, or speakers with equal rates
-    (common in bootstrap draws of a few speakers with few errors), whose zero SE would make a
-    studentised statistic infinite. NaN rate where there are no tokens.
+    variance of a ratio estimator. Where it is exactly 0 (one speaker, or speakers whose rates
+    are equal, common in bootstrap draws from a few speakers with few errors) it is replaced
+    by p(1-p)/N with p = (e + 1/2)/(N + 1), the variance of the same N tokens erring
+    independently (never 0), so that a studentised statistic stays finite. Flooring every
+    variance instead was measured to spoil bootstrap-t coverage (benchmarks/coverage.py).
+    NaN rate where there are no tokens.
     """
     t = np.asarray(totals, dtype=np.float64)
     e, n, ee, en, nn = (t[..., j] for j in range(5))
@@ -193,8 +194,8 @@ def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.
         # Summing moments cancels digits: a spread within rounding of 0 is 0 (equal rates).
         spread = np.where(spread > 1e-10 * np.maximum(ee, 1.0), spread, 0.0)
         factor = np.where(k > 1, k / np.maximum(k - 1, 1), 1.0)
-        p = np.clip(r, 0.0, 1.0)
-        v = np.maximum(factor * spread / (n * n), p * (1 - p) / n)
+        p = np.clip((e + 0.5) / (n + 1), 0.0, 1.0)  # never 0, even without errors
+        v = np.where(spread > 0, factor * spread / (n * n), p * (1 - p) / n)
     return r, v
 
 
@@ -423,6 +424,11 @@ def estimate(
     if kind == "log-ratio" and theta == -math.inf:
         return Estimate(0.0, None, "rate of the first group is 0: no ratio interval")
     reason = None
+    if method in ("auto", "bootstrap-t") and any(_equal_rates(s) for s in samples):
+        # Resampling such a group's speakers changes nothing: bootstrap-t would miss its
+        # variance entirely, the linearised interval keeps its token-level variance.
+        method = "t"
+        reason = "speakers with equal rates: linearised t interval on the token variance"
     if method == "auto":
         method = "bootstrap-t" if k_min >= AUTO_MIN_SPEAKERS else "t"
         if method == "t":
@@ -443,6 +449,14 @@ def estimate(
     elif high - low <= 0:
         reason = _join(reason, "no variation between speakers: a zero-width interval")
     return Estimate(value, (low, high), reason, undefined, scale.p_zero)
+
+
+def _equal_rates(sample: np.ndarray) -> bool:
+    """Whether every unit of a per-unit moment matrix has the same rate (zero spread)."""
+    totals = sample.sum(axis=0)
+    r, _ = rate_var(totals, len(sample))
+    ee, en, nn = totals[2], totals[3], totals[4]
+    return bool(ee - 2 * r * en + r * r * nn <= 1e-10 * max(ee, 1.0))
 
 
 def _join(first: str | None, second: str) -> str:
