@@ -207,3 +207,7 @@ def test_compare_gives_a_one_speaker_group_no_interval(tmp_path: Path) -> None:
 def test_error_messages_print_brackets_literally(five_accents: Path) -> None:
     line = fail("score", str(five_accents), "--groups", "[red]g")
     assert "no column '[red]g'" in line
+
+
+def test_compare_names_a_missing_path() -> None:
+    assert "nope/a: no such file or run folder" in fail("compare", "nope/a", "nope/b")

@@ -155,13 +155,23 @@ def test_ratio_interval_is_open_when_the_reference_group_can_have_no_errors() ->
     # Group b: 3 speakers, 2 of them error-free; 8/27 of draws give b a rate of 0.
     a = _sample([5, 6, 7, 5], [50] * 4)
     b = _sample([0, 0, 3], [50] * 3)
-    cfg = StatsConfig(n_boot=4000, interval="percentile")
-    draws = [stats.SharedDraws(cfg).totals(a, "a"), stats.SharedDraws(cfg).totals(b, "b")]
-    rel = stats.estimate("log-ratio", [a, b], cfg, draws)
-    assert rel.value == pytest.approx((23 / 200) / (3 / 150))
-    assert rel.ci is not None and rel.ci[1] is None  # unbounded above, not [x, y]
-    assert rel.undefined_share == pytest.approx(8 / 27, abs=0.02)
-    assert rel.reason is not None and "unbounded" in rel.reason
+    for method in ("percentile", "bootstrap-t", "bca"):
+        cfg = StatsConfig(n_boot=4000, interval=method)
+        draws = [stats.SharedDraws(cfg).totals(a, "a"), stats.SharedDraws(cfg).totals(b, "b")]
+        rel = stats.estimate("log-ratio", [a, b], cfg, draws)
+        assert rel.value == pytest.approx((23 / 200) / (3 / 150))
+        assert rel.ci is not None and rel.ci[1] is None, method  # unbounded above
+        assert rel.undefined_share == pytest.approx(8 / 27, abs=0.02)
+        assert rel.reason is not None and "unbounded" in rel.reason
+
+
+def test_draws_of_equal_rate_speakers_do_not_blow_up_bootstrap_t() -> None:
+    # One speaker of five makes every error: a third of the draws leave it out, all at 0%.
+    sample = _sample([9, 0, 0, 0, 0], [9] * 5)
+    cfg = StatsConfig(n_boot=2000, interval="bootstrap-t")
+    est = stats.estimate("rate", [sample], cfg, _draws(sample, cfg, "one-bad"))
+    assert est.ci is not None and est.ci[1] is not None
+    assert est.ci[0] == 0.0 and 0.2 < est.ci[1] < 0.6  # not the 279% of an unguarded t*
 
 
 def test_each_interval_test_rejects_exactly_when_its_interval_excludes_zero() -> None:

@@ -270,6 +270,9 @@ def compare_command(
         cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
         if len(paths) < 2:
             raise AsrfairError("compare needs at least two paths: A and B")
+        for path in paths:
+            if not path.exists():
+                raise AsrfairError(f"{path}: no such file or run folder")
         if all(p.is_dir() for p in paths):
             for other in paths[1:]:
                 emit(compare_runs(paths[0], other, cfg), fmt, out)

@@ -43,7 +43,7 @@ AUTO_MIN_SPEAKERS = 5  # --interval auto: bootstrap-t from this many speakers a 
 INTERVALS = {
     "auto": (
         f"cluster-bootstrap-t interval where every group has at least {AUTO_MIN_SPEAKERS} "
-        "speakers, linearised t interval below"
+        f"speakers, linearised t interval where one has fewer"
     ),
     "bootstrap-t": "cluster-bootstrap-t interval, studentised by the linearised standard error",
     "t": "linearised (delta-method) t interval on k-1 degrees of freedom (Welch for gaps)",
@@ -190,9 +190,8 @@ def rate_var(totals: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.
     k = np.asarray(k, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(n > 0, e / np.where(n > 0, n, 1.0), np.nan)
-        spread = ee - 2 * r * en + r * r * nn
         # Summing moments cancels digits: a spread within rounding of 0 is 0 (equal rates).
-        spread = np.where(spread > 1e-10 * np.maximum(ee, 1.0), spread, 0.0)
+        spread = np.where(_no_spread(t), 0.0, ee - 2 * r * en + r * r * nn)
         factor = np.where(k > 1, k / np.maximum(k - 1, 1), 1.0)
         p = np.clip((e + 0.5) / (n + 1), 0.0, 1.0)  # never 0, even without errors
         v = np.where(spread > 0, factor * spread / (n * n), p * (1 - p) / n)
@@ -375,14 +374,21 @@ def _interval_on_scale(
         u = float(special.ndtri(share)) - z0
         one_side = float(special.ndtr(u / (1 + accel * u) - z0))
         return _OnScale(lo, hi, undefined, min(1.0, 2 * min(one_side, 1 - one_side)))
-    se_star = np.sqrt(np.sum(star_comps, axis=0))
+    # A draw whose speakers all have equal rates has no spread to studentise by: its own
+    # (token-level) SE is far below the sample's and would make its t* extreme, so such a
+    # draw is studentised by the sample's SE instead.
+    flat = np.logical_or.reduce([_no_spread(d) for d in draws])
+    se_star = np.where(flat, se, np.sqrt(np.sum(star_comps, axis=0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         t_star = (star - theta) / se_star
     t_star = np.where((se_star == 0) & (star == theta), 0.0, t_star)
     t_star = np.where(np.isnan(t_star), np.inf, t_star)
     q_lo, q_hi = _quantiles(t_star, [alpha / 2, 1 - alpha / 2])
     p = _tail_p(int(np.sum(t_star <= t_obs)), int(np.sum(t_star >= t_obs)), b)
-    return _OnScale(theta - q_hi * se, theta - q_lo * se, undefined, p)
+    high = theta - q_lo * se
+    if kind == "log-ratio" and undefined > alpha / 2:
+        high = math.inf  # as with the other methods: enough unbounded draws open the top
+    return _OnScale(theta - q_hi * se, high, undefined, p)
 
 
 def estimate(
@@ -451,12 +457,19 @@ def estimate(
     return Estimate(value, (low, high), reason, undefined, scale.p_zero)
 
 
+def _no_spread(totals: np.ndarray) -> np.ndarray:
+    """Where moment totals come from units that all have the same rate (or no tokens)."""
+    t = np.asarray(totals, dtype=np.float64)
+    e, n, ee, en, nn = (t[..., j] for j in range(5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(n > 0, e / np.where(n > 0, n, 1.0), 0.0)
+        flat: np.ndarray = ee - 2 * r * en + r * r * nn <= 1e-10 * np.maximum(ee, 1.0)
+    return flat
+
+
 def _equal_rates(sample: np.ndarray) -> bool:
     """Whether every unit of a per-unit moment matrix has the same rate (zero spread)."""
-    totals = sample.sum(axis=0)
-    r, _ = rate_var(totals, len(sample))
-    ee, en, nn = totals[2], totals[3], totals[4]
-    return bool(ee - 2 * r * en + r * r * nn <= 1e-10 * max(ee, 1.0))
+    return bool(_no_spread(sample.sum(axis=0)))
 
 
 def _join(first: str | None, second: str) -> str:

@@ -222,6 +222,7 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
             f"interval simultaneous over {len(sides)} groups (Sidak), as worst and best were "
             "both picked from the data"
         )
+        missing = "no simultaneous interval: a group has fewer than 2 speakers or no bound"
         rows.append(
             {
                 "a": worst,
@@ -240,7 +241,7 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
                 "p_interval": None,
                 "p_exact": None,
                 "p_min": None,
-                "warnings": [note] * (ci is not None)
+                "warnings": [note if ci is not None else missing] * ctx.cfg.intervals_on
                 + list(dict.fromkeys(a.warnings + b.warnings)),
             }
         )
