@@ -25,7 +25,7 @@ from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
 from asrfair.score import ScoreTable, score
 from asrfair.stats import StatsConfig
-from asrfair.transcripts import Columns, load_transcripts
+from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts
 
 app = typer.Typer(
     name="asrfair",
@@ -254,6 +254,13 @@ def compare_command(
     seed: SeedOpt = 0,
     confidence: ConfOpt = 0.95,
     min_speakers: MinSpkOpt = 10,
+    pair_by_line: Annotated[
+        bool,
+        typer.Option(
+            "--pair-by-line",
+            help="Files without ids: pair rows by line (both list the same utterances in order).",
+        ),
+    ] = False,
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
 ) -> None:
@@ -284,6 +291,13 @@ def compare_command(
         columns = _columns(ref_col, hyp_col, id_col, speaker_col)
         table_a = _score_file(file_a, columns, groupings, normalizer)
         table_b = _score_file(file_b, columns, [], normalizer)
+        for path, table in ((file_a, table_a), (file_b, table_b)):
+            if table.frame.attrs.get(IDS_FROM_LINES) and not pair_by_line:
+                raise AsrfairError(
+                    f"{path} has no id column (--id-col {columns.id}): compare pairs utterances "
+                    "by id; add ids, or pass --pair-by-line if both files list the same "
+                    "utterances in the same order"
+                )
         config: dict[str, Any] = {
             "inputs": [str(file_a), str(file_b)],
             "systems": {"a": str(file_a), "b": str(file_b)},

@@ -36,13 +36,16 @@ def _aligned(a: ScoreTable, b: ScoreTable) -> tuple[ScoreTable, ScoreTable, list
         )
     fa = a.frame.set_index("id").loc[shared].reset_index()
     fb = b.frame.set_index("id").loc[shared].reset_index()
-    differs = fa["ref"] != fb["ref"]
-    if differs.any():
-        bad = fa["id"][differs].iloc[0]
-        raise AsrfairError(
-            f"utterance {bad!r} has different references in the two files "
-            f"({differs.sum()} such ids); both must be scored against the same references"
-        )
+    for column, what in (("ref", "references"), ("speaker", "speakers")):
+        if column not in fa.columns or column not in fb.columns:
+            continue  # a file without speakers takes A's
+        differs = fa[column] != fb[column]
+        if differs.any():
+            bad = fa["id"][differs].iloc[0]
+            raise AsrfairError(
+                f"utterance {bad!r} has different {what} in the two files ({differs.sum()} "
+                f"such ids); both must describe the same utterances"
+            )
     return ScoreTable(fa, a.group_columns), ScoreTable(fb, a.group_columns), notes
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from asrfair.errors import AsrfairError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+IDS_FROM_LINES = "asrfair_ids_from_line_numbers"  # frame.attrs flag: the file had no ids
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,33 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
 
 
 def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
+    """Every row must have the header's number of fields: pandas would otherwise shift the
+    columns of a row with one field too many (taking the first as an index) or pad a short
+    one with blanks, and the scores would be wrong without a word."""
     quoting: Literal[0, 3] = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+    rows: list[list[str]] = []
     try:
-        frame: pd.DataFrame = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=quoting
-        )
-    except pd.errors.ParserError as exc:
-        raise AsrfairError(f"{path}: malformed table ({str(exc).strip()})") from None
-    if frame.empty:
+        header = next(reader)
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line
+            if len(row) != len(header):
+                hint = "quote fields that contain" if sep == "," else "remove stray"
+                name = "commas" if sep == "," else "tabs"
+                raise AsrfairError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
+                    f"{len(header)}; {hint} {name}"
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise AsrfairError(f"{path}, line {reader.line_num}: malformed table ({exc})") from None
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise AsrfairError(f"{path}: column {repeated[0]!r} is in the header twice; rename one")
+    if not rows:
         raise AsrfairError(f"{path}: a header but no rows; expected one row per utterance")
-    return frame
+    return pd.DataFrame(rows, columns=header, dtype=str)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -111,6 +129,7 @@ def load_transcripts(
         out["id"] = frame[columns.id].astype(str)
     else:  # no id column and none asked for: ids are the file's line numbers
         out["id"] = [f"line-{_line_of(path, i)}" for i in range(len(frame))]
+        out.attrs[IDS_FROM_LINES] = True
     duplicated = out["id"].duplicated(keep=False)
     if duplicated.any():
         first = out["id"][duplicated].iloc[0]
@@ -133,4 +152,6 @@ def load_transcripts(
                     "rename it in the file"
                 )
             out[part] = frame[part].astype(str)
-    return out.reset_index(drop=True)
+    result = out.reset_index(drop=True)
+    result.attrs = dict(out.attrs)
+    return result

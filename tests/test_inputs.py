@@ -1,0 +1,60 @@
+"""Inputs that used to give wrong numbers with exit code 0 (issue 9): each is now refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import gender_rows, write_transcripts
+from test_cli import fail, run_json
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+@pytest.mark.parametrize(
+    ("rows", "line", "fields"),
+    [
+        # One extra field on the first row: pandas took the first column as the index.
+        (["s0,male,le chat,le chat,extra", "s1,female,bonjour,bonjour"], 2, 5),
+        # A later row with one field too many, and one with too few.
+        (["s0,male,le chat,le chat", "s1,female,bonjour,bonjour,extra"], 3, 5),
+        (["s0,male,le chat,le chat", "s1,female,bonjour"], 3, 3),
+    ],
+)
+def test_a_row_with_the_wrong_number_of_fields_names_its_line(
+    tmp_path: Path, sep: str, rows: list[str], line: int, fields: int
+) -> None:
+    suffix = ".csv" if sep == "," else ".tsv"
+    text = "\n".join(["speaker,gender,ref,hyp", *rows]).replace(",", sep) + "\n"
+    path = tmp_path / f"t{suffix}"
+    path.write_text(text)
+    message = fail("score", str(path), "--groups", "gender")
+    assert f"{path}, line {line}: {fields} fields, but the header has 4" in message
+
+
+def test_quoted_fields_may_hold_commas_and_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        'id,speaker,ref,hyp\nu1,s1,"un, deux","un, deux"\nu2,s2,"trois\nquatre",trois\n'
+    )
+    data = run_json("score", str(path), "--bootstrap", "0")
+    assert data["overall"]["n_ref_words"] == 4 and data["overall"]["errors"] == 1
+
+
+def test_a_repeated_column_name_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,ref,hyp,ref\nu1,a,a,b\n")
+    assert "column 'ref' is in the header twice" in fail("score", str(path))
+
+
+def test_compare_without_ids_refuses_to_pair_by_line_unless_told(tmp_path: Path) -> None:
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in gender_rows()]
+    a = write_transcripts(tmp_path / "a.csv", rows)
+    b = write_transcripts(tmp_path / "b.csv", list(reversed(rows)))
+    message = fail("compare", str(a), str(b), "--groups", "gender")
+    assert f"{a} has no id column" in message and "--pair-by-line" in message
+    # Told to pair by line, the rows must still agree: here every reference is the same
+    # sentence, but the reversed file pairs other speakers' utterances.
+    assert "different speakers" in fail("compare", str(a), str(b), "--pair-by-line")
+    same = run_json("compare", str(a), str(a), "--pair-by-line", "--groups", "gender")
+    assert same["overall"]["wer"]["diff"] == 0.0
