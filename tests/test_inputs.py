@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from asrfair.audit import run_lock, score_predictions
+from asrfair.errors import AsrfairError
+from asrfair.score import COUNT_COLUMNS
 from conftest import gender_rows, write_transcripts
 from test_cli import fail, run_json
 
@@ -58,3 +64,37 @@ def test_compare_without_ids_refuses_to_pair_by_line_unless_told(tmp_path: Path)
     assert "different speakers" in fail("compare", str(a), str(b), "--pair-by-line")
     same = run_json("compare", str(a), str(a), "--pair-by-line", "--groups", "gender")
     assert same["overall"]["wer"]["diff"] == 0.0
+
+
+def test_a_run_folder_is_held_by_one_process(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from asrfair.audit import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        in_use = rf"--out {out} is in use .*pid {holder.pid} on"
+        with pytest.raises(AsrfairError, match=in_use), run_lock(out):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(out):  # free again once its holder is gone
+        assert not out.exists()  # the lock sits beside the folder, not in it
+
+
+def test_predictions_with_a_repeated_id_are_refused(tmp_path: Path) -> None:
+    record = {"id": "u1", "speaker": "s1", "ref": "a b", "hyp": "a b", "gender": "male"}
+    record.update(dict.fromkeys(COUNT_COLUMNS, 0))
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("\n".join(json.dumps(record) for _ in range(2)) + "\n")
+    with pytest.raises(AsrfairError, match="utterance 'u1' is predicted more than once"):
+        score_predictions(path, ("gender",))

@@ -10,13 +10,17 @@ rank 0 alone writes the directory.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from asrfair import __version__, plugins
 from asrfair.audio import AudioSettings, prepare_audio
@@ -114,6 +118,34 @@ def versions() -> dict[str, str]:
         "datasets": datasets.__version__,
         "python": platform.python_version(),
     }
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold a run folder for one process: two audits writing one folder would each append
+    every prediction, and the run would count each utterance twice. The lock sits beside the
+    folder (it must not make a new folder look non-empty) and names its holder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(f".{out.name}.asrfair-lock")
+    owner_path = lock_path.with_suffix(".owner")
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner_path.read_text(encoding="utf-8").strip() if owner_path.is_file() else "?"
+        raise AsrfairError(
+            f"--out {out} is in use by another asrfair process ({holder}); wait for it to "
+            "finish, or choose another --out"
+        ) from None
+    try:
+        owner_path.write_text(
+            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            encoding="utf-8",
+        )
+        yield
+    finally:
+        owner_path.unlink(missing_ok=True)
+        lock.release()
 
 
 def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
@@ -307,6 +339,13 @@ def score_predictions(path: Path, groups: tuple[str, ...]) -> ScoreTable:
     missing = [c for c in columns if c not in records.columns]
     if missing:
         raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")
+    repeated = records["id"][records["id"].duplicated()]
+    if not repeated.empty:
+        raise AsrfairError(
+            f"{path}: utterance {repeated.iloc[0]!r} is predicted more than once "
+            f"({repeated.nunique():,} such ids), so every rate would count it twice; rerun the "
+            "audit with a new --out"
+        )
     table = records[columns].sort_values("id").reset_index(drop=True)
     return ScoreTable(table, tuple(groups))
 
@@ -318,6 +357,11 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     quiet_libraries()
     # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
     state = PartialState(cpu=pick_device(settings.device).type == "cpu")
+    with run_lock(settings.out) if state.is_main_process else nullcontext():
+        return _run_audit(options, settings, state)
+
+
+def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Report | None:
     out = settings.out
     timings: dict[str, float] = {}
     if state.is_main_process:
