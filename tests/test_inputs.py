@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from asrfair.audit import run_lock, score_predictions
+from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.score import COUNT_COLUMNS
 from conftest import gender_rows, write_transcripts
-from test_cli import fail, run_json
+from test_cli import fail, run_json, runner
 
 
 @pytest.mark.parametrize("sep", [",", "\t"])
@@ -98,3 +99,32 @@ def test_predictions_with_a_repeated_id_are_refused(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(record) for _ in range(2)) + "\n")
     with pytest.raises(AsrfairError, match="utterance 'u1' is predicted more than once"):
         score_predictions(path, ("gender",))
+
+
+def test_user_text_with_brackets_is_printed_as_written(tmp_path: Path) -> None:
+    path = write_transcripts(tmp_path / "results[v2].csv", gender_rows())
+    out = tmp_path / "out[v2].md"
+    result = runner.invoke(app, ["score", str(path), "--groups", "gender", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stderr and out.is_file()
+    assert f"{tmp_path / 'nope[v2].csv'}: no such file" in fail(
+        "score", str(tmp_path / "nope[v2].csv")
+    )
+    assert "no column '[/oops]'" in fail("score", str(path), "--groups", "[/oops]")
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        (["score"], "[default: id, else"),
+        (["score"], "[default: speaker, else"),
+        (["audit"], "[default: the demo"),
+        (["audit"], "[default:"),
+        (["study"], "[default: beside the"),
+        (["data", "prepare"], "[default: ~/.cache]"),
+    ],
+)
+def test_help_keeps_its_default_hints(command: list[str], hint: str) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert hint in result.stdout

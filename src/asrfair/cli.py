@@ -36,15 +36,21 @@ app = typer.Typer(
 )
 
 
+def say(label: str, text: str) -> None:
+    """A line on stderr: ``label`` is rich markup, ``text`` is printed literally, since paths,
+    column names and group labels may hold brackets that rich would read as markup."""
+    console = stderr()
+    console.print(label, end="", highlight=False)
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input ends the command with one line on stderr and exit code 2."""
     try:
         yield
     except AsrfairError as exc:
-        console = stderr()
-        console.print("[bold red]error:[/] ", end="", highlight=False)
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        say("[bold red]error:[/] ", str(exc))
         raise typer.Exit(2) from None
 
 
@@ -64,7 +70,7 @@ def callback(
 ) -> None:
     """asrfair: per-group WER/CER with speaker-level intervals, gaps and tests."""
     for message in plugins.load_plugins().errors:
-        stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        say("[yellow]warning:[/] ", message)
 
 
 # Options shared by score and compare -----------------------------------------------------------
@@ -79,13 +85,13 @@ RefOpt = Annotated[str, typer.Option("--ref-col", help="Column of reference tran
 HypOpt = Annotated[str, typer.Option("--hyp-col", help="Column of ASR hypotheses.")]
 IdOpt = Annotated[
     str | None,
-    typer.Option("--id-col", help="Utterance id column [default: id, else line numbers]."),
+    typer.Option("--id-col", help="Utterance id column \\[default: id, else line numbers]."),
 ]
 SpeakerOpt = Annotated[
     str | None,
     typer.Option(
         "--speaker-col",
-        help="Speaker column, the resampling unit [default: speaker, else utterances].",
+        help="Speaker column, the resampling unit \\[default: speaker, else utterances].",
     ),
 ]
 NormOpt = Annotated[
@@ -186,7 +192,7 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
     else:
         with out.open("w", encoding="utf-8") as handle:
             Console(file=handle, width=120, color_system=None).print(rendered)
-    stderr().print(f"wrote {out}", highlight=False)
+    say("", f"wrote {out}")
 
 
 @app.command("score")
@@ -338,7 +344,7 @@ def study_command(
     file: Annotated[Path, typer.Argument(help="A study file (TOML); see examples/.")],
     *,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Study folder [default: beside the file].")
+        Path | None, typer.Option("--out", "-o", help="Study folder \\[default: beside the file].")
     ] = None,
     fmt: FormatOpt = "rich",
     bold_best: Annotated[bool, typer.Option("--bold-best", help="Bold the best rates.")] = False,
@@ -360,7 +366,7 @@ def study_command(
         report.bold_best = bold_best
         write_study_outputs(report, folder)
         emit(report, fmt, None)
-        stderr().print(f"study folder: {folder}", highlight=False)
+        say("", f"study folder: {folder}")
 
 
 data_app = typer.Typer(
@@ -436,7 +442,7 @@ def data_prepare_command(
         int, typer.Option("--workers", min=0, help="Decoding processes; 0 = every core.")
     ] = 0,
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Decoded-audio cache [default: ~/.cache].")
+        Path | None, typer.Option("--cache-dir", help="Decoded-audio cache \\[default: ~/.cache].")
     ] = None,
 ) -> None:
     """Decode, downmix and resample every clip to 16 kHz into the cache (done once)."""
@@ -456,7 +462,7 @@ def data_prepare_command(
             f"{len(prepared.failed):,} failed, {prepared.filtered:,} outside the duration filter"
         )
         for note in corpus.notes + prepared.notes:
-            stderr().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            say("[yellow]note:[/] ", note)
 
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -477,7 +483,7 @@ def audit_command(
         str, typer.Option("--dataset", help="demo, commonvoice:PATH, hf:NAME, manifest:FILE.")
     ] = "demo",
     model: Annotated[
-        str, typer.Option("--model", help="Wav2Vec2ForCTC folder [default: the demo checkpoint].")
+        str, typer.Option("--model", help="Wav2Vec2ForCTC folder \\[default: the demo checkpoint].")
     ] = "",
     train_subset: Annotated[
         str,
@@ -489,7 +495,7 @@ def audit_command(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Run folder [default: runs/<timestamp>-<subset>]."),
+        typer.Option("--out", "-o", help="Run folder \\[default: runs/<timestamp>-<subset>]."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")
@@ -613,13 +619,11 @@ def audit_command(
         try:
             report = run_audit(options, settings)
         except KeyboardInterrupt:
-            stderr().print(
-                f"[yellow]interrupted:[/] continue with --resume --out {run_dir}", highlight=False
-            )
+            say("[yellow]interrupted:[/] ", f"continue with --resume --out {run_dir}")
             raise typer.Exit(130) from None
         if report is not None:  # rank 0
             emit(report, fmt, None)
-            stderr().print(f"run folder: {run_dir}", highlight=False)
+            say("", f"run folder: {run_dir}")
 
 
 @app.command("plugins")
