@@ -3,7 +3,7 @@ import pytest
 
 from asrfair.score import edit_counts, score, utterance_counts
 from asrfair.text import identity
-from conftest import CONFORMANCE, LVC
+from conftest import LVC
 
 # Segments where sclite credits a word fragment ("a-") that plain edit distance cannot.
 FRAGMENT_SEGMENTS = {"2347-b-008", "2347-b-010"}
@@ -26,8 +26,6 @@ def test_characters_include_single_spaces() -> None:
 
 @pytest.fixture(scope="module")
 def lvc_table() -> pd.DataFrame:
-    if not LVC.exists():
-        pytest.skip(f"conformance data not found at {CONFORMANCE}")
     raw = pd.read_csv(LVC, dtype=str, keep_default_na=False)
     table = score(raw[["id", "speaker", "ref", "hyp"]], identity, group_columns=["speaker"])
     merged = table.frame.merge(raw[["id", "S", "D", "I"]], on="id")
