@@ -128,3 +128,28 @@ def test_help_keeps_its_default_hints(command: list[str], hint: str) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert hint in result.stdout
+
+
+def test_jsonl_values_must_be_flat(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": "1", "ref": "a", "hyp": "a"}\n{"id": "2", "ref": ["a"], "hyp": "a"}\n')
+    assert f"{path}, line 2: 'ref' holds a list or an object" in fail("score", str(path))
+
+
+def test_damaged_run_files_are_one_line_errors(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"overall": ')  # cut off mid-write
+    assert f"{run / 'metrics.json'}: not valid JSON" in fail("report", str(run))
+    (run / "config.json").write_text("{")
+    line = fail("audit", "--no-train", "--resume", "--out", str(run))
+    assert f"{run / 'config.json'}: not valid JSON" in line and "choose another --out" in line
+
+
+def test_outputs_that_cannot_be_folders_are_refused(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    assert f"--out {taken} is a file" in fail("audit", "--no-train", "--out", str(taken))
+    study = tmp_path / "mystudy"  # no suffix: its folder would be the file itself
+    study.write_text('[study]\nname = "x"\n')
+    assert "name the study file with a .toml suffix" in fail("study", str(study))

@@ -26,7 +26,7 @@ from asrfair import __version__, plugins
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
-from asrfair.errors import AsrfairError
+from asrfair.errors import AsrfairError, read_json
 from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device, transcribe_to_file
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
@@ -151,13 +151,16 @@ def run_lock(out: Path) -> Iterator[None]:
 def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
     """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
     config_path = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise AsrfairError(f"--out {out} is a file; give a folder for the run")
     if not config_path.is_file():
         if out.exists() and any(out.iterdir()) and not resume:
             raise AsrfairError(
                 f"--out {out} exists and is not an asrfair run; choose another --out"
             )
         return
-    stored = json.loads(config_path.read_text(encoding="utf-8")).get("options", {})
+    config = read_json(config_path, "remove the folder, or choose another --out")
+    stored = config.get("options", {}) if isinstance(config, dict) else {}
     current = json.loads(json.dumps(options.identity()))
     if not resume:
         raise AsrfairError(

@@ -356,6 +356,11 @@ def study_command(
         plugins.exporters().get(fmt, option="--format")
         study = load_study(file)
         folder = out or file.with_suffix("")
+        if folder.exists() and not folder.is_dir():
+            raise AsrfairError(
+                f"{file}: the study folder would be {folder}, which is a file; name the study "
+                "file with a .toml suffix, or pass --out"
+            )
         try:
             report = run_study(study, folder)
         except KeyboardInterrupt:

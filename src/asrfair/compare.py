@@ -7,7 +7,6 @@ bootstrap gives that difference an interval and a probability of improvement.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from asrfair import __version__
-from asrfair.errors import AsrfairError
+from asrfair.errors import AsrfairError, read_json
 from asrfair.metrics import MetricContext
 from asrfair.report import Report
 from asrfair.score import ScoreTable
@@ -115,7 +114,7 @@ def load_run(folder: Path) -> tuple[ScoreTable, dict[str, Any]]:
     ]
     if missing:
         raise AsrfairError(f"{folder}: not a finished asrfair run; missing {', '.join(missing)}")
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = read_json(folder / "config.json", "the run folder is damaged; rerun the audit")
     groups = tuple(config["options"]["groups"])
     table = score_predictions(folder / "predictions.jsonl", groups)
     expected = set((folder / "splits" / "test.txt").read_text(encoding="utf-8").split())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from asrfair import __version__, plugins
-from asrfair.errors import AsrfairError
+from asrfair.errors import AsrfairError, read_json
 from asrfair.hparams import TrainConfig
 from asrfair.report import Report
 from asrfair.stats import StatsConfig
@@ -305,9 +305,12 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
 def load_stored_report(path: Path) -> Report:
     """A finished study (study.json) or run (metrics.json); else say what is missing."""
     if (path / "study.json").is_file():
-        return Report("study", json.loads((path / "study.json").read_text(encoding="utf-8")))
+        fix = "run the study again to rewrite it"
+        return Report("study", read_json(path / "study.json", fix))
     if (path / "metrics.json").is_file():
-        data = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        data = read_json(
+            path / "metrics.json", f"rewrite it with asrfair audit --resume --out {path}"
+        )
         return Report("audit" if "run" in data else "score", data)
     if not path.is_dir():
         raise AsrfairError(f"{path}: no such run or study folder")

@@ -60,6 +60,12 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
             raise AsrfairError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise AsrfairError(f"{path}, line {number}: expected a JSON object per line")
+        nested = [key for key, value in record.items() if isinstance(value, dict | list)]
+        if nested:
+            raise AsrfairError(
+                f"{path}, line {number}: {nested[0]!r} holds a list or an object; every value "
+                "must be a string, a number or null"
+            )
         records.append(record)
     return pd.DataFrame.from_records(records).astype("string").fillna("")
 
