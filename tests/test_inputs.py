@@ -153,3 +153,16 @@ def test_outputs_that_cannot_be_folders_are_refused(tmp_path: Path) -> None:
     study = tmp_path / "mystudy"  # no suffix: its folder would be the file itself
     study.write_text('[study]\nname = "x"\n')
     assert "name the study file with a .toml suffix" in fail("study", str(study))
+
+
+def test_exports_keep_hostile_labels_inert(tmp_path: Path) -> None:
+    rows = gender_rows()
+    for row in rows:
+        row["gender"] = "=HYPERLINK(1)" if row["gender"] == "male_masculine" else "f*a_b\n<b>|$x$"
+    path = write_transcripts(tmp_path / "t.jsonl", rows)
+    base = ("score", str(path), "--groups", "gender", "--bootstrap", "0")
+    csv_text = runner.invoke(app, [*base, "--format", "csv"]).stdout
+    assert "gender,'=HYPERLINK(1),wer," in csv_text  # neutralised for spreadsheets
+    assert ",wer.diff,-0." in csv_text or ",wer.diff,0." in csv_text  # numbers stay numbers
+    md = runner.invoke(app, [*base, "--format", "md"]).stdout
+    assert "| f\\*a\\_b &lt;b&gt;\\|\\$x\\$ |" in md  # one row, nothing rendered as markup

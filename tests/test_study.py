@@ -76,8 +76,8 @@ def test_study_runs_every_combination_and_writes_its_tables(finished: Path) -> N
         assert (finished / name).is_file(), name
     md = (finished / "study.md").read_text()
     assert "## Runs by gender\n" in md and "## Paired comparisons (same test set)" in md
-    assert "## Runs by gender*age" in md  # one table per grouping, intersections included
-    assert "gender*age=female*fifties" in md
+    assert "## Runs by gender\\*age" in md  # one table per grouping, intersections included
+    assert "gender\\*age=female\\*fifties" in md  # escaped: * is emphasis in Markdown
     assert "bootstrap-t intervals from 200 draws resampling speakers" in md
     tex = (finished / "study.tex").read_text()
     assert "\\toprule" in tex and "\\caption{Runs by gender." in tex

@@ -75,11 +75,15 @@ def to_json(report: Report) -> str:
 
 
 def to_markdown(report: Report) -> str:
-    out = [f"# {report_title(report)}", ""]
+    out = [f"# {markdown_escape(report_title(report))}", ""]
     for view in report_tables(report):
         header, cells = _cells(view)
-        rows = _texts(cells, lambda c: c.replace("|", "\\|"), "**{}**")
-        out += [f"## {view.title}", "", "| " + " | ".join(header) + " |"]
+        rows = _texts(cells, markdown_escape, "**{}**")
+        out += [
+            f"## {markdown_escape(view.title)}",
+            "",
+            "| " + " | ".join(map(markdown_escape, header)) + " |",
+        ]
         left = [i == 0 or h == "value" for i, h in enumerate(header)]
         out.append("|" + "|".join(":---" if flag else "---:" for flag in left) + "|")
         out += ["| " + " | ".join(row) + " |" for row in rows]
@@ -91,6 +95,17 @@ def to_markdown(report: Report) -> str:
         out.append("")
     out += [f"*{method_sentence(report.method)}*", ""]
     return "\n".join(out)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\|*_$`])")
+
+
+def markdown_escape(text: str) -> str:
+    """A cell as literal text: a newline would end the table row, ``*``/``_``/``$`` would turn
+    labels into emphasis or maths, and ``<``/``>`` into HTML."""
+    text = " ".join(text.splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 _LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
@@ -203,12 +218,26 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a group
+    name) gets a leading apostrophe, the usual neutraliser; numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def to_csv(report: Report) -> str:
     buffer = io.StringIO()
     fields = ["scope", "group", "field", "value", "ci_low", "ci_high"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_flat_rows(report))
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in _flat_rows(report))
     return buffer.getvalue()
 
 
