@@ -166,3 +166,11 @@ def test_exports_keep_hostile_labels_inert(tmp_path: Path) -> None:
     assert ",wer.diff,-0." in csv_text or ",wer.diff,0." in csv_text  # numbers stay numbers
     md = runner.invoke(app, [*base, "--format", "md"]).stdout
     assert "| f\\*a\\_b &lt;b&gt;\\|\\$x\\$ |" in md  # one row, nothing rendered as markup
+
+
+def test_latex_escapes_each_character_once() -> None:
+    from asrfair.default_plugins.exporters import latex_escape
+
+    assert latex_escape(r"$\alpha$ a~b ^x 50%") == (
+        r"\$\textbackslash{}alpha\$ a\textasciitilde{}b \textasciicircum{}x 50\%"
+    )

@@ -111,10 +111,16 @@ def markdown_escape(text: str) -> str:
 _LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
 
 
+_LATEX_WORDS = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
 def latex_escape(text: str) -> str:
-    text = text.replace("\\", r"\textbackslash{}").replace("~", r"\textasciitilde{}")
-    text = text.replace("^", r"\textasciicircum{}")
-    return _LATEX_SPECIAL.sub(r"\\\1", text)
+    """Text as LaTeX that prints it literally. One pass over the characters: escaping the
+    braces of ``\textbackslash{}`` again, as a second pass would, prints them."""
+    return "".join(
+        _LATEX_WORDS.get(char) or (f"\\{char}" if _LATEX_SPECIAL.fullmatch(char) else char)
+        for char in text
+    )
 
 
 def _label(title: str) -> str:
