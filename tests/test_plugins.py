@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pluggy
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -159,19 +158,54 @@ def test_unknown_names_list_the_known_ones() -> None:
     )
 
 
-def test_misspelt_hook_fails_loudly() -> None:
-    class Typo:
-        @hookimpl
-        def register_metric(self, register):  # type: ignore[no-untyped-def]
-            pass
+BROKEN_PLUGINS = {
+    "exits_on_import": "raise SystemExit(3)\n",
+    "misspelt": (
+        "from asrfair import hookimpl\n@hookimpl\ndef register_metric(register):\n    pass\n"
+    ),
+    "raises_in_hook": (
+        "from asrfair import hookimpl\n"
+        "@hookimpl\n"
+        "def register_metrics(register):\n"
+        "    raise RuntimeError('boom')\n"
+    ),
+    "raises_in_commands": (
+        "from asrfair import hookimpl\n"
+        "@hookimpl\n"
+        "def register_commands(app):\n"
+        "    raise RuntimeError('no commands today')\n"
+    ),
+}
 
-    pm = plugins.get_plugin_manager()
-    pm.register(Typo(), name="typo")
-    try:
-        with pytest.raises(pluggy.PluginValidationError, match="register_metric"):
-            pm.check_pending()
-    finally:
-        pm.unregister(name="typo")
+
+@pytest.fixture
+def broken_plugins(
+    fresh_plugins: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> list[str]:
+    """Four broken third-party plugins installed as entry points, beside the real ones."""
+    for name, source in BROKEN_PLUGINS.items():
+        (tmp_path / f"asrfair_{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = [EntryPoint(name=n, value=f"asrfair_{n}", group="asrfair") for n in BROKEN_PLUGINS]
+    real = plugins.entry_points
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [*fake, *real(group=group)])
+    monkeypatch.setattr(cli, "_commands_added", False)
+    return list(BROKEN_PLUGINS)
+
+
+def test_broken_plugins_are_named_and_skipped(
+    broken_plugins: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    errors = plugins.load_plugins().errors
+    assert any(e.startswith("plugin 'exits_on_import'") and "SystemExit" in e for e in errors)
+    assert any(e.startswith("plugin 'misspelt'") and "register_metric" in e for e in errors)
+    assert not plugins.get_plugin_manager().has_plugin("misspelt")
+    assert "wer" in plugins.metrics().names()  # the built-ins still register
+    assert "failed in register_metrics" in capsys.readouterr().err
+    cli.add_plugin_commands()  # the raising register_commands is named, the app survives
+    assert "failed in register_commands" in capsys.readouterr().err
+    for args in (["--help"], ["--version"], ["plugins"]):
+        assert runner.invoke(cli.app, args).exit_code == 0, args
 
 
 def test_default_plugins_are_the_declared_entry_points() -> None:

@@ -657,7 +657,8 @@ def add_plugin_commands() -> None:
     global _commands_added
     if not _commands_added:
         _commands_added = True
-        plugins.get_plugin_manager().hook.register_commands(app=app)
+        for impl in plugins.get_plugin_manager().hook.register_commands.get_hookimpls():
+            plugins.run_hook(impl, "register_commands", app=app)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from asrfair import __version__, hookspecs
+from asrfair.errors import AsrfairError
 from asrfair.registry import Registry
 
 if TYPE_CHECKING:
@@ -72,15 +74,24 @@ def load_plugins() -> LoadedPlugins:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
+        # A broken third-party plugin must not take asrfair down: one that fails to import
+        # (SystemExit included) or whose hooks do not match a hookspec is named and skipped.
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not take asrfair down
+        except (Exception, SystemExit) as exc:
             errors.append(
                 f"plugin {ep.name!r} ({ep.value}) failed to import and was skipped: "
                 f"{type(exc).__name__}: {exc}"
             )
             continue
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+            pm.check_pending()  # the plugins before this one passed: this checks the new one
+        except pluggy.PluginValidationError as exc:
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            errors.append(f"plugin {ep.name!r} ({ep.value}) was skipped: {exc}")
+            continue
         if ep.dist is not None:
             distributions[ep.name] = (ep.dist.name, ep.dist.version)
     for module_name in DEFAULT_PLUGINS:
@@ -108,8 +119,26 @@ def _collect(kind: str, hook_name: str) -> Registry[Any]:
         ) -> None:
             registry.register(name, obj, help=help, plugin=_plugin)
 
-        impl.function(register=register)
+        run_hook(impl, hook_name, register=register)
     return registry
+
+
+def run_hook(impl: Any, hook_name: str, **kwargs: Any) -> None:
+    """Call one plugin's hook; a third-party plugin that raises is named on stderr and skipped
+    (a built-in that raises is a bug, and keeps its traceback). An AsrfairError, such as a
+    duplicate name, is the user's to fix and propagates."""
+    try:
+        impl.function(**kwargs)
+    except AsrfairError:
+        raise
+    except (Exception, SystemExit) as exc:
+        if impl.plugin_name in DEFAULT_PLUGINS:
+            raise
+        print(
+            f"warning: plugin {impl.plugin_name!r} failed in {hook_name} and was skipped: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
 
 
 def normalizers() -> Registry[Normalizer]:
