@@ -130,11 +130,13 @@ class MetricContext:
                 f"{blank:,} row(s) have a blank speaker id: each is resampled as its own unit "
                 "(intervals are too narrow if they share a speaker)"
             )
+        if not self.table.has_speakers:
+            return warnings  # utterance units are in one group each by construction
         for grouping, labels in self._labels.items():
             per_unit = pd.DataFrame({"unit": self._units, "label": labels}).dropna()
             counts = per_unit.groupby("unit", sort=True)["label"].nunique()
             shared = counts[counts > 1].index.tolist()
-            if shared and self.table.has_speakers:
+            if shared:
                 named = ", ".join(map(str, shared[:5])) + (" ..." if len(shared) > 5 else "")
                 warnings.append(
                     f"{len(shared)} speaker(s) in more than one {grouping} group ({named}): "

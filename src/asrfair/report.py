@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.console import RenderableType
 
+from asrfair.stats import AUTO_MIN_SPEAKERS
+
 Exporter = Callable[["Report"], "str | RenderableType"]
 
 
@@ -108,7 +110,7 @@ def interval_phrase(method: dict[str, Any]) -> str:
         return (
             f"{confidence}% bootstrap-t intervals from {draws:,} draws resampling {unit}s within "
             f"each group, seed {method.get('seed')} (linearised t intervals for groups of fewer "
-            "than 5 speakers)"
+            f"than {AUTO_MIN_SPEAKERS} speakers)"
         )
     return (
         f"{confidence}% {interval} intervals from {draws:,} bootstrap draws resampling "

@@ -85,28 +85,28 @@ class _Side:
     warnings: list[str]
 
 
-def _moments_in(ctx: MetricContext, mask: np.ndarray) -> np.ndarray:
+def _counts(ctx: MetricContext) -> np.ndarray:
+    """Per-utterance [word errors, words, char errors, chars]: every side's moments sum these."""
     table = ctx.table
     frame = table.frame
-    values = np.column_stack(
+    return np.column_stack(
         [table.word_errors, frame["w_n"].to_numpy(), table.char_errors, frame["c_n"].to_numpy()]
     )
-    return moments(ctx.sums_in(values, mask))
 
 
-def _group_side(ctx: MetricContext, grouping: str, name: str) -> _Side:
+def _group_side(ctx: MetricContext, counts: np.ndarray, grouping: str, name: str) -> _Side:
     """A group, on the very draws that gave its own WER and CER intervals."""
     mask = ctx.mask(grouping, name)
-    sample = _moments_in(ctx, mask)
+    sample = moments(ctx.sums_in(counts, mask))
     draws = ctx.draws.totals(sample, grouping, name) if ctx.cfg.uses_draws else None
     return _Side(name, mask, sample, draws, list(ctx.groups[grouping][name]["warnings"]))
 
 
-def _rest_side(ctx: MetricContext, grouping: str, side: _Side, everyone: _Side) -> _Side:
+def _rest_side(ctx: MetricContext, counts: np.ndarray, side: _Side, everyone: _Side) -> _Side:
     """Every other speaker of the grouping. Its draws are the other groups' draws added up (a
     bootstrap stratified by group), so the rest costs no draws of its own."""
     mask = everyone.mask & ~side.mask
-    sample = _moments_in(ctx, mask)
+    sample = moments(ctx.sums_in(counts, mask))
     draws = None if everyone.draws is None or side.draws is None else everyone.draws - side.draws
     label = f"rest of {side.label}"
     warnings = []
@@ -135,7 +135,7 @@ def _wer(side: _Side) -> float:
 
 
 def _comparisons(
-    ctx: MetricContext, grouping: str, sides: dict[str, _Side]
+    ctx: MetricContext, grouping: str, sides: dict[str, _Side], counts: np.ndarray
 ) -> list[tuple[str, _Side, _Side]]:
     """(kind, a, b) for the --gaps mode; pairs are ordered worse-served (by WER) first."""
     names = list(sides)
@@ -152,7 +152,7 @@ def _comparisons(
         return out
     if mode == "vs-rest":
         everyone = _everyone(grouping, sides)
-        return [("vs-rest", s, _rest_side(ctx, grouping, s, everyone)) for s in sides.values()]
+        return [("vs-rest", s, _rest_side(ctx, counts, s, everyone)) for s in sides.values()]
     if mode == "vs-best":
         reference = min(names, key=lambda n: _wer(sides[n]))
     else:  # ref:VALUE
@@ -249,7 +249,8 @@ def _largest_rows(ctx: MetricContext, sides: dict[str, _Side]) -> list[dict[str,
 
 
 def _grouping_gaps(ctx: MetricContext, grouping: str) -> list[dict[str, Any]]:
-    sides = {name: _group_side(ctx, grouping, name) for name in ctx.group_names(grouping)}
+    counts = _counts(ctx)
+    sides = {n: _group_side(ctx, counts, grouping, n) for n in ctx.group_names(grouping)}
     notes = ctx.gap_notes.setdefault(grouping, [])
     undefined = [n for n, s in sides.items() if not np.isfinite(_wer(s))]
     if undefined:
@@ -257,7 +258,7 @@ def _grouping_gaps(ctx: MetricContext, grouping: str) -> list[dict[str, Any]]:
     sides = {n: s for n, s in sides.items() if n not in undefined}
     rows: list[dict[str, Any]] = []
     p_floor: list[float] = []
-    for kind, a, b in _comparisons(ctx, grouping, sides):
+    for kind, a, b in _comparisons(ctx, grouping, sides, counts):
         test = permutation_test(
             a.sample,
             b.sample,
