@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from asrfair.audio import write_clip
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
 from asrfair.train import build_vocab, make_processor
 
@@ -114,8 +115,8 @@ def make_clips(
     clips, waves = [], []
     for i, seconds in enumerate(rng.uniform(shortest, longest, n)):
         wave = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
-        np.save(root / f"{i}.npy", wave)
-        clips.append(Clip(str(i), str(root / f"{i}.npy"), len(wave)))
+        write_clip(root / f"{i}.f32", wave)
+        clips.append(Clip(str(i), str(root / f"{i}.f32"), len(wave)))
         waves.append(wave)
     return clips, waves
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_infer import describe, make_model
 
+from asrfair.audio import write_clip
 from asrfair.hparams import TrainConfig
 from asrfair.train import fine_tune, precision, training_table
 
@@ -41,8 +42,8 @@ def main() -> None:
         lengths, paths = [], []
         for i, seconds in enumerate(rng.uniform(1, 6, 256)):
             wave = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
-            np.save(root / f"{i}.npy", wave)
-            paths.append(str(root / f"{i}.npy"))
+            write_clip(root / f"{i}.f32", wave)
+            paths.append(str(root / f"{i}.f32"))
             lengths.append(len(wave))
         texts = ["le chat dort sur le canapé"] * len(paths)
         table = training_table(paths, lengths, texts, processor)

@@ -208,6 +208,55 @@ def test_changed_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
     assert again.table["seconds"].iloc[0] == pytest.approx(3.0, abs=0.1)
 
 
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "overwritten":  # same size, samples in the middle replaced
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + b"\x7f" * 64 + data[middle + 64 :])
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("overwritten", "checksum mismatch"),
+        ("truncated", "(truncated)"),
+        ("empty", "0 bytes, shorter than its header"),
+    ],
+)
+def test_a_damaged_cache_entry_is_decoded_again_with_a_note(
+    cv17: Path, tmp_path: Path, how: str, reason: str
+) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame.iloc[:3]
+    first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    clean = np.array(first.waveform(corpus["id"].iloc[1]))
+    _damage(Path(first.table["cache"].iloc[1]), how)
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 1 and not again.failed  # not blamed on the MP3
+    assert len(again.notes) == 1 and reason in again.notes[0]
+    assert again.notes[0].startswith("1 cached clip(s) were damaged and were decoded again")
+    np.testing.assert_array_equal(np.array(again.waveform(corpus["id"].iloc[1])), clean)
+    third = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert third.decoded == 0 and not third.notes  # the repaired entry is trusted again
+
+
+def test_every_skipped_clip_is_listed_with_its_reason(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    for row in (0, 5, 9):
+        Path(corpus["audio"].iloc[row]).write_bytes(b"not audio")
+    listing = tmp_path / "skipped.tsv"
+    prepared = prepare_audio(
+        corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False, skipped_file=listing
+    )
+    rows = pd.read_csv(listing, sep="\t")
+    assert list(rows["id"]) == [corpus["id"].iloc[r] for r in (0, 5, 9)]
+    assert rows["reason"].str.startswith("cannot decode ").all()
+    assert f"each listed with its reason in {listing}" in prepared.notes[0]
+
+
 def test_duration_filter(cv17: Path, tmp_path: Path) -> None:
     corpus = load_corpus(f"commonvoice:{cv17}").frame
     settings = AudioSettings(min_seconds=1.2, max_seconds=1.8, workers=1)

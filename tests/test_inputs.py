@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from asrfair.audio import write_clip
 from asrfair.audit import run_lock, score_predictions
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
+from asrfair.infer import Clip, transcribe_to_file
 from asrfair.score import COUNT_COLUMNS
-from conftest import gender_rows, write_transcripts
+from conftest import gender_rows, make_cv_release, make_tiny_model, write_transcripts
 from test_cli import fail, run_json, runner
 
 
@@ -174,3 +181,123 @@ def test_latex_escapes_each_character_once() -> None:
     assert latex_escape(r"$\alpha$ a~b ^x 50%") == (
         r"\$\textbackslash{}alpha\$ a\textasciitilde{}b \textasciicircum{}x 50\%"
     )
+
+
+class _FullDisk:
+    """A file handle on a disk that fills up: half of the first write lands, then ENOSPC."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle, self._path = handle, path
+
+    def write(self, data: Any) -> int:
+        self._handle.write(data[: len(data) // 2])
+        self._handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device", str(self._path))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file opened for writing from now on (by pathlib, numpy or open()) is on a full
+    disk; reading still works."""
+    real_open = io.open
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        return _FullDisk(handle, file) if ("w" in mode or "a" in mode) else handle
+
+    monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_full_disk_keeps_the_previous_report(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data = write_transcripts(tmp_path / "t.csv", gender_rows())
+    report = tmp_path / "r.json"
+    assert (
+        runner.invoke(app, ["score", str(data), "-f", "json", "--out", str(report)]).exit_code == 0
+    )
+    good = report.read_bytes()
+    request.getfixturevalue("full_disk")
+    message = fail("score", str(data), "-f", "json", "--out", str(report))
+    assert (
+        message == f"error: {report}: no space left on device; free space and run again "
+        "(the previous file, if any, is unchanged)"
+    )
+    assert report.read_bytes() == good and not _leftovers(tmp_path)
+
+
+def test_a_full_disk_stops_audio_preparation_without_blaming_the_clips(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    release = make_cv_release(tmp_path / "cv")
+    cache = tmp_path / "cache"
+    request.getfixturevalue("full_disk")
+    message = fail(
+        "data", "prepare", f"commonvoice:{release}", "--workers", "1", "--cache-dir", str(cache)
+    )
+    assert message.startswith(f"error: {cache}: no space left on device")
+    assert "cannot decode" not in message
+    assert not _leftovers(cache)
+
+
+def test_a_full_disk_while_transcribing_keeps_every_finished_line(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    out = tmp_path / "predictions.jsonl"
+    out.write_text('{"id": "a", "hyp": "x"}\n')
+    clips = []
+    for name in ("b", "c"):
+        write_clip(tmp_path / f"{name}.f32", np.zeros(1600, np.float32))
+        clips.append(Clip(name, str(tmp_path / f"{name}.f32"), 1600))
+    request.getfixturevalue("full_disk")
+    with pytest.raises(AsrfairError, match="the 2 finished predictions are kept; add --resume"):
+        transcribe_to_file(lambda waves: ["y"] * len(waves), clips, out, progress=False)
+    # Half the batch reached the disk: b's line is whole and kept, c's partial line is cut.
+    assert out.read_text() == '{"id": "a", "hyp": "x"}\n{"id": "b", "hyp": "y"}\n'
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--train-subset", "bogus"], "--train-subset"),
+        (["--train-subset", "fraction:2"], "F must be a number in (0, 1]"),
+        (["--train-subset", "age=nowhere"], "selects no rows"),
+        (["--model", "no/such/model"], "--model no/such/model"),
+        (["--groups", "shoe_size"], "shoe_size"),
+        (["--no-train", "--model", "MODEL_WITHOUT_TOKENIZER"], "--model"),
+    ],
+)
+def test_a_bad_audit_option_touches_neither_the_run_folder_nor_the_audio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: list[str], message: str
+) -> None:
+    from asrfair import audit
+
+    def no_audio(*args: object, **kwargs: object) -> None:
+        raise AssertionError("audio was prepared before the options were checked")
+
+    monkeypatch.setattr(audit, "prepare_audio", no_audio)
+    release = make_cv_release(tmp_path / "cv")
+    model = make_tiny_model(tmp_path / "model")
+    bare = tmp_path / "bare"  # a config.json, but no tokenizer for --no-train
+    bare.mkdir()
+    (bare / "config.json").write_text((model / "config.json").read_text())
+    option = [str(bare) if o == "MODEL_WITHOUT_TOKENIZER" else o for o in option]
+    out = tmp_path / "run"
+    args = ["audit", "--dataset", f"commonvoice:{release}", "--model", str(model)]
+    line = fail(*args, "--out", str(out), *option)
+    assert message in line
+    assert not out.exists()

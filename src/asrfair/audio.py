@@ -2,15 +2,19 @@
 
 soundfile decodes MP3/FLAC/OGG/WAV without FFmpeg and soxr resamples far faster
 and better than ``scipy.signal.resample``. Each decoded clip is cached as a
-float32 ``.npy`` keyed by the file's identity and the settings, so a second
+float32 entry keyed by the file's identity and the settings, so a second
 preparation decodes nothing, and waveforms are read back memory-mapped, so a
-corpus never sits in memory as a list of arrays.
+corpus never sits in memory as a list of arrays. Each entry carries its sample
+count and a CRC-32, checked whenever a preparation finds it: a truncated or
+overwritten entry is decoded again, with a note, instead of being trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,11 +25,12 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
+from asrfair import files
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 
 TARGET_RATE = 16_000
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,66 @@ def cache_key(path: Path, sample_rate: int) -> str:
     return hashlib.sha1(ident.encode("utf-8")).hexdigest()
 
 
+# A cache entry: this header (magic, sample count, CRC-32 of the samples, padding to 32 bytes),
+# then the samples as little-endian float32. The count catches a truncated or empty file from
+# its size alone; the CRC catches bytes overwritten in place.
+MAGIC = b"ASRFAIR\x02"
+HEADER = struct.Struct("<8sQI12x")
+SAMPLES = np.dtype("<f4")
+
+
+def write_clip(path: Path, wave: np.ndarray) -> None:
+    """Store one clip, all or nothing (see ``files.replacing``)."""
+    data = np.ascontiguousarray(wave, dtype=SAMPLES)
+    with files.replacing(path) as tmp, tmp.open("wb") as handle:
+        handle.write(HEADER.pack(MAGIC, data.shape[0], zlib.crc32(data.data)))
+        handle.write(data.tobytes())
+
+
+def _header(path: Path) -> tuple[int, int]:
+    with path.open("rb") as handle:
+        raw = handle.read(HEADER.size)
+    if len(raw) < HEADER.size:
+        raise ValueError(f"{len(raw)} bytes, shorter than its header")
+    magic, n_samples, crc = HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise ValueError("not an asrfair cache entry")
+    return int(n_samples), int(crc)
+
+
+def load_clip(path: str | Path) -> np.ndarray:
+    """The samples of a cache entry, memory-mapped read-only (nothing is copied until used)."""
+    n_samples, _ = _header(Path(path))
+    wave: np.ndarray = np.memmap(
+        path, dtype=SAMPLES, mode="r", offset=HEADER.size, shape=(n_samples,)
+    )
+    return wave
+
+
+def check_clip(path: Path) -> str:
+    """Why a cache entry cannot be trusted, or "" when its size and checksum match its header."""
+    try:
+        n_samples, crc = _header(path)
+    except ValueError as exc:
+        return str(exc)
+    expected = HEADER.size + n_samples * SAMPLES.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        return f"{size:,} bytes where its header promises {expected:,} (truncated)"
+    if n_samples and zlib.crc32(load_clip(path).data) != crc:
+        return "changed since it was written (checksum mismatch)"
+    return ""
+
+
 @dataclass(frozen=True)
 class ClipResult:
     id: str
-    cache: str  # path of the cached .npy, "" on failure
+    cache: str  # path of the cache entry, "" on failure
     n_samples: int
     decoded: bool  # False when served from the cache
     error: str  # "" on success
+    note: str = ""  # a damaged cache entry that was replaced
+    out_of_space: bool = False
 
 
 def _prepare_one(item: tuple[str, str, str, int]) -> ClipResult:
@@ -78,20 +136,23 @@ def _prepare_one(item: tuple[str, str, str, int]) -> ClipResult:
     path = Path(audio)
     if not path.is_file():
         return ClipResult(utt_id, "", 0, False, f"missing file {audio}")
+    key = cache_key(path, sample_rate)
+    target = Path(cache_dir) / key[:2] / f"{key}.f32"
+    note = ""
+    if target.is_file():
+        problem = check_clip(target)
+        if not problem:
+            return ClipResult(utt_id, str(target), _header(target)[0], False, "")
+        note = f"cache entry {target} for {audio}: {problem}"
     try:
-        key = cache_key(path, sample_rate)
-        target = Path(cache_dir) / key[:2] / f"{key}.npy"
-        if target.is_file():
-            n = int(np.load(target, mmap_mode="r").shape[0])
-            return ClipResult(utt_id, str(target), n, False, "")
         wave = decode(path, sample_rate)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, wave)
-        tmp.replace(target)  # atomic: an interrupted run leaves no half-written clip
-        return ClipResult(utt_id, str(target), int(wave.shape[0]), True, "")
     except Exception as exc:  # a corrupt clip is skipped and listed, never fatal on its own
-        return ClipResult(utt_id, "", 0, False, f"cannot decode {audio}: {exc}")
+        return ClipResult(utt_id, "", 0, False, f"cannot decode {audio}: {exc}", note)
+    try:
+        write_clip(target, wave)
+    except AsrfairError:  # files.replacing turns a full disk into this
+        return ClipResult(utt_id, "", 0, False, f"cannot write {target}", note, out_of_space=True)
+    return ClipResult(utt_id, str(target), int(wave.shape[0]), True, "", note)
 
 
 def _run(items: list[tuple[str, str, str, int]], workers: int) -> Iterator[ClipResult]:
@@ -114,9 +175,7 @@ class PreparedAudio:
 
     def waveform(self, utt_id: str) -> np.ndarray:
         """The clip, memory-mapped from the cache."""
-        path = self.table.loc[self.table["id"] == utt_id, "cache"].iloc[0]
-        wave: np.ndarray = np.load(path, mmap_mode="r")
-        return wave
+        return load_clip(self.table.loc[self.table["id"] == utt_id, "cache"].iloc[0])
 
 
 def prepare_audio(
@@ -125,8 +184,13 @@ def prepare_audio(
     cache_dir: Path | None = None,
     *,
     progress: bool = True,
+    skipped_file: Path | None = None,
 ) -> PreparedAudio:
-    """Decode (or find cached) every clip of ``corpus`` (columns ``id``, ``audio``)."""
+    """Decode (or find cached) every clip of ``corpus`` (columns ``id``, ``audio``).
+
+    Clips that cannot be read are listed with their reasons in ``skipped_file`` (default:
+    ``skipped_clips.tsv`` in the cache folder), so the notes can name the file, not one clip.
+    """
     cache_dir = cache_dir or default_cache_dir()
     items = [
         (str(i), str(a), str(cache_dir), settings.sample_rate)
@@ -138,7 +202,25 @@ def prepare_audio(
         for result in _run(items, settings.n_workers()):
             results.append(result)
             bar.advance(task)
-    return _summarise(results, settings)
+    full = [r for r in results if r.out_of_space]
+    if full:
+        raise files.out_of_space(
+            cache_dir, f"{len(results) - len(full):,} of {len(results):,} clips are cached"
+        )
+    prepared = _summarise(results, settings)
+    if prepared.failed:
+        _write_skipped(results, skipped_file or cache_dir / "skipped_clips.tsv", prepared)
+    return prepared
+
+
+def _write_skipped(results: list[ClipResult], path: Path, prepared: PreparedAudio) -> None:
+    rows = [(r.id, r.error) for r in results if r.error]
+    text = "id\treason\n" + "".join(f"{i}\t{' '.join(reason.split())}\n" for i, reason in rows)
+    files.write_text(path, text)
+    prepared.notes.append(
+        f"skipped {len(rows):,} clip(s) that could not be read, each listed with its reason "
+        f"in {path}; first: {rows[0][1]}"
+    )
 
 
 def _summarise(results: Iterable[ClipResult], settings: AudioSettings) -> PreparedAudio:
@@ -167,9 +249,11 @@ def _summarise(results: Iterable[ClipResult], settings: AudioSettings) -> Prepar
         filtered=int((~keep).sum()),
         decoded=sum(r.decoded for r in ok),
     )
-    if failed:
+    damaged = [r.note for r in rows if r.note]
+    if damaged:
         prepared.notes.append(
-            f"skipped {len(failed):,} clip(s) that could not be read; first: {failed[0]}"
+            f"{len(damaged):,} cached clip(s) were damaged and were decoded again; "
+            f"first: {damaged[0]}"
         )
     if prepared.filtered:
         prepared.notes.append(

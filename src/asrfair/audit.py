@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from asrfair import __version__, plugins
+from asrfair import __version__, files, plugins
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
@@ -174,12 +174,6 @@ def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
         )
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """Utterances, speakers and hours per group: the training subset's size, for the report."""
     from asrfair.score import group_labels
@@ -201,11 +195,25 @@ class Prepared:
     notes: list[str]
 
 
-def prepare(options: AuditOptions, settings: RunSettings, state: Any) -> Prepared:
+def preflight(options: AuditOptions) -> Corpus:
+    """Every check that needs no audio, done before the run folder or the cache is touched:
+    a typo in --train-subset or --model must not cost an audio preparation, nor leave a
+    config.json behind that makes the same --out refuse the corrected command."""
     normalize = plugins.normalizers().get(options.normalizer, option="--normalizer")
     corpus = prepare_metadata(
         options.dataset, normalize, list(options.groups), parse_columns(options.columns)
     )
+    select_subset(corpus.frame, options.train_subset, seed=options.seed)
+    _feat_extract_norm(options.resolved_model())
+    if options.no_train:
+        try:
+            load_processor(options.resolved_model())
+        except Exception as exc:
+            raise model_load_error(options.resolved_model(), exc) from None
+    return corpus
+
+
+def prepare(options: AuditOptions, settings: RunSettings, state: Any, corpus: Corpus) -> Prepared:
     audio = AudioSettings(
         min_seconds=options.min_seconds,
         max_seconds=options.max_seconds,
@@ -213,7 +221,10 @@ def prepare(options: AuditOptions, settings: RunSettings, state: Any) -> Prepare
     )
     with state.main_process_first():  # rank 0 fills the cache; the others then read it
         prepared = prepare_audio(
-            corpus.frame, audio, progress=settings.progress and state.is_main_process
+            corpus.frame,
+            audio,
+            progress=settings.progress and state.is_main_process,
+            skipped_file=settings.out / "skipped_clips.tsv",
         )
     frame = corpus.frame.merge(prepared.table, on="id", how="inner")
     split = make_split(
@@ -321,18 +332,20 @@ def _record(row: dict[str, Any], hyp: str, columns: list[str]) -> dict[str, Any]
 
 
 def _merge_shards(out: Path, world: int) -> None:
+    """Fold each rank's predictions into predictions.jsonl, first record per id kept; the
+    merged file replaces the old one whole, so a failure leaves both it and the shards."""
     merged = out / "predictions.jsonl"
+    shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
+    lines = merged.read_text(encoding="utf-8").splitlines() if merged.is_file() else []
     seen = done_ids(merged)
-    with merged.open("a", encoding="utf-8") as handle:
-        for rank in range(world):
-            shard = out / f"predictions.rank{rank}.jsonl"
-            if not shard.is_file():
-                continue
-            for record in iter_records(shard):
-                if record["id"] not in seen:
-                    seen.add(record["id"])
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            shard.unlink()
+    for shard in (s for s in shards if s.is_file()):
+        for record in iter_records(shard):
+            if record["id"] not in seen:
+                seen.add(record["id"])
+                lines.append(json.dumps(record, ensure_ascii=False))
+    files.write_text(merged, "".join(f"{line}\n" for line in lines if line.strip()))
+    for shard in shards:
+        shard.unlink(missing_ok=True)
 
 
 def score_predictions(path: Path, groups: tuple[str, ...]) -> ScoreTable:
@@ -367,10 +380,11 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
 def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Report | None:
     out = settings.out
     timings: dict[str, float] = {}
+    corpus = preflight(options)
     if state.is_main_process:
         check_run_dir(out, options, settings.resume)
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(
+        files.write_json(
             out / "config.json",
             {
                 "options": options.identity(),
@@ -386,13 +400,11 @@ def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Repo
         )
     state.wait_for_everyone()
     start = time.perf_counter()
-    data = prepare(options, settings, state)
+    data = prepare(options, settings, state, corpus)
     timings["prepare_s"] = time.perf_counter() - start
     if state.is_main_process:
         write_split(data.split, out / "splits")
-        (out / "splits" / "subset.txt").write_text(
-            "\n".join(sorted(data.subset["id"])) + "\n", encoding="utf-8"
-        )
+        files.write_text(out / "splits" / "subset.txt", "\n".join(sorted(data.subset["id"])) + "\n")
     start = time.perf_counter()
     model_path = _train(options, settings, data, state)
     timings["train_s"] = time.perf_counter() - start
@@ -447,9 +459,9 @@ def _report(
 
 
 def _write_outputs(report: Report, out: Path) -> None:
-    _write_json(out / "metrics.json", report.data)
+    files.write_json(out / "metrics.json", report.data)
     exporters = plugins.exporters()
     for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):
-            (out / f"report.{suffix}").write_text(rendered, encoding="utf-8")
+            files.write_text(out / f"report.{suffix}", rendered)

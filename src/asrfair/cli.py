@@ -6,6 +6,7 @@ so the same work can be done from Python.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from asrfair import __version__, plugins
+from asrfair import __version__, files, plugins
 from asrfair.console import stderr
 from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
@@ -51,6 +52,11 @@ def user_errors() -> Iterator[None]:
         yield
     except AsrfairError as exc:
         say("[bold red]error:[/] ", str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:  # a full disk in a library's own writer (a checkpoint save)
+        if not files.is_out_of_space(exc):
+            raise
+        say("[bold red]error:[/] ", str(files.out_of_space(exc.filename or "disk")))
         raise typer.Exit(2) from None
 
 
@@ -186,12 +192,11 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
         else:
             Console().print(rendered)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(rendered, str):
-        out.write_text(rendered, encoding="utf-8")
-    else:
-        with out.open("w", encoding="utf-8") as handle:
-            Console(file=handle, width=120, color_system=None).print(rendered)
+    if not isinstance(rendered, str):
+        buffer = io.StringIO()
+        Console(file=buffer, width=120, color_system=None).print(rendered)
+        rendered = buffer.getvalue()
+    files.write_text(out, rendered)
     say("", f"wrote {out}")
 
 

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from asrfair.audio import load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
+from asrfair.files import is_out_of_space, out_of_space
 
 RATE = 16_000
 
@@ -191,20 +193,33 @@ def transcribe_to_file(
     batches = plan_batches(todo, batch_seconds)[shard[0] :: shard[1]]
     _drop_partial_line(out)
     written = 0
-    with (
-        progress_bar("transcribing", enabled=progress) as bar,
-        out.open("a", encoding="utf-8") as handle,
-    ):
-        task = bar.add_task("infer", total=sum(len(b) for b in batches))
-        for batch in batches:
-            waves = [np.load(c.cache, mmap_mode="r") for c in batch]
-            texts = _with_oom_halving(transcribe, waves)
-            for clip, text in zip(batch, texts, strict=True):
-                record = {"id": clip.id, "hyp": text, **(extra(clip.id, text) if extra else {})}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            written += len(batch)
-            bar.advance(task, len(batch))
+    try:
+        with (
+            progress_bar("transcribing", enabled=progress) as bar,
+            out.open("a", encoding="utf-8") as handle,
+        ):
+            task = bar.add_task("infer", total=sum(len(b) for b in batches))
+            for batch in batches:
+                texts = _with_oom_halving(transcribe, [load_clip(c.cache) for c in batch])
+                lines = "".join(
+                    json.dumps(
+                        {"id": clip.id, "hyp": text, **(extra(clip.id, text) if extra else {})},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                    for clip, text in zip(batch, texts, strict=True)
+                )
+                handle.write(lines)
+                handle.flush()
+                written += len(batch)
+                bar.advance(task, len(batch))
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        _drop_partial_line(out)
+        raise out_of_space(
+            out, f"the {len(done_ids(out)):,} finished predictions are kept; add --resume"
+        ) from None
     return written
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import matplotlib
 
+from asrfair import files
 from asrfair.report import interval_phrase
 
 matplotlib.use("Agg")
@@ -25,8 +26,8 @@ def _save(fig: Any, stem: Path) -> list[Path]:
         # A fixed date keeps SVGs byte-stable between renders of the same data.
         metadata = {"Date": None} if fmt == "svg" else {"Software": "asrfair"}
         # A fixed hash salt gives stable SVG element ids: the same data, the same file.
-        with matplotlib.rc_context({"svg.hashsalt": "asrfair"}):
-            fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
+        with matplotlib.rc_context({"svg.hashsalt": "asrfair"}), files.replacing(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths

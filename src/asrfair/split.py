@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asrfair import files
 from asrfair.errors import AsrfairError
 from asrfair.score import group_labels
 
@@ -132,4 +133,4 @@ def write_split(split: Split, folder: Path) -> None:
     """One id per line per side, so a run's test set can be checked and reused."""
     folder.mkdir(parents=True, exist_ok=True)
     for side in sorted(split.side.unique()):
-        (folder / f"{side}.txt").write_text("\n".join(split.ids(side)) + "\n", encoding="utf-8")
+        files.write_text(folder / f"{side}.txt", "\n".join(split.ids(side)) + "\n")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from asrfair import __version__, plugins
+from asrfair import __version__, files, plugins
 from asrfair.errors import AsrfairError, read_json
 from asrfair.hparams import TrainConfig
 from asrfair.report import Report
@@ -275,15 +275,13 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
 def write_study_outputs(report: Report, folder: Path) -> list[Path]:
     """study.json (the data), study.md/.tex/.csv and the plots; runs get their own plots."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.json").write_text(
-        json.dumps(report.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    files.write_json(folder / "study.json", report.data)
     written = [folder / "study.json"]
     exporters = plugins.exporters()
     for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):
-            (folder / f"study.{suffix}").write_text(rendered, encoding="utf-8")
+            files.write_text(folder / f"study.{suffix}", rendered)
             written.append(folder / f"study.{suffix}")
     return written + write_plots(report, folder)
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from asrfair import files
+from asrfair.audio import load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
@@ -67,7 +69,7 @@ def make_processor(vocab: dict[str, int], folder: Path, feat_extract_norm: str) 
     from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    files.write_text(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     tokenizer = Wav2Vec2CTCTokenizer(
         str(folder / "vocab.json"), unk_token=UNK, pad_token=PAD, word_delimiter_token=DELIMITER
     )
@@ -149,7 +151,7 @@ class CTCCollator:
     attention_mask: bool
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        waves = [np.load(f["cache"], mmap_mode="r") for f in features]
+        waves = [load_clip(f["cache"]) for f in features]
         batch = self.processor.feature_extractor(
             [np.asarray(w) for w in waves],
             sampling_rate=16_000,

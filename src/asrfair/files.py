@@ -1,0 +1,69 @@
+"""Writing files so that a good one is never left truncated.
+
+A report, ``metrics.json`` or cache entry is written to a temporary file beside its
+target and renamed into place only once it is complete: a full disk, a crash or a
+kill leaves the previous file as it was, and the temporary file is removed. A full
+disk is a user's problem to fix, so it becomes an ``AsrfairError`` that says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from asrfair.errors import AsrfairError
+
+OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE
+
+
+def out_of_space(path: Path | str, keep: str = "") -> AsrfairError:
+    """The one-line error for a full disk (or quota) while writing ``path``."""
+    return AsrfairError(
+        f"{path}: no space left on device; free space and run again"
+        + (f" ({keep})" if keep else "")
+    )
+
+
+def temp_path(path: Path) -> Path:
+    """A name beside ``path`` that no other process uses and that keeps its suffix."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` atomically.
+
+    On any failure the temporary file is removed and ``path`` is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if is_out_of_space(exc):
+            raise out_of_space(path, "the previous file, if any, is unchanged") from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8, all or nothing."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: object) -> None:
+    """Indented UTF-8 JSON with a final newline, all or nothing."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
