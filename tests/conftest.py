@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +171,11 @@ def make_tiny_model(folder: Path, feat_extract_norm: str = "layer") -> Path:
     Wav2Vec2ForCTC(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def requires_tool(name: str, install: str) -> pytest.MarkDecorator:
+    """Skip, saying why, where the tool is missing; under CI (which installs it) never skip."""
+    missing = shutil.which(name) is None
+    if missing and os.environ.get("CI"):
+        raise RuntimeError(f"CI must install {name} ({install}) before the tests run")
+    return pytest.mark.skipif(missing, reason=f"{name} is not installed ({install})")

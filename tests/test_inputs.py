@@ -20,7 +20,13 @@ from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip, transcribe_to_file
 from asrfair.score import COUNT_COLUMNS
-from conftest import gender_rows, make_cv_release, make_tiny_model, write_transcripts
+from conftest import (
+    gender_rows,
+    make_cv_release,
+    make_tiny_model,
+    requires_tool,
+    write_transcripts,
+)
 from test_cli import fail, run_json, runner
 
 
@@ -301,3 +307,35 @@ def test_a_bad_audit_option_touches_neither_the_run_folder_nor_the_audio(
     line = fail(*args, "--out", str(out), *option)
     assert message in line
     assert not out.exists()
+
+
+@requires_tool("pdflatex", "Debian: apt-get install texlive-latex-recommended")
+def test_latex_tables_compile_with_pdflatex_and_booktabs(tmp_path: Path) -> None:
+    rows = gender_rows()
+    for row in rows:
+        hostile = "$\\alpha$ a~b ^x 50% #1 & {y} _u \\"
+        row["gender"] = hostile if row["gender"] == "male_masculine" else "femme élevée"
+    path = write_transcripts(tmp_path / "t.jsonl", rows)
+    tables = []
+    for command in (["score", str(path)], ["compare", str(path), str(path)]):
+        result = runner.invoke(app, [*command, "--groups", "gender", "-f", "latex"])
+        assert result.exit_code == 0, result.output
+        tables.append(result.stdout)
+    for i, table in enumerate(tables):
+        (tmp_path / f"table{i}.tex").write_text(table, encoding="utf-8")
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        "\\input{table0.tex}\n\\input{table1.tex}\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    log = (tmp_path / "doc.log").read_text(encoding="latin-1")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Missing character" not in log and "Undefined control sequence" not in log
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000

@@ -173,6 +173,25 @@ def test_compare_runs(finished: Path) -> None:
     assert [e["group"] for e in data["groups"]["gender"]] == ["female", "male"]
 
 
+def test_compare_of_three_runs_gives_one_document_or_one_file_per_pair(
+    finished: Path, tmp_path: Path
+) -> None:
+    a, b, c = (finished / "runs" / f"{s}--slow" for s in ("all", "male", "female"))
+    paths = [str(a), str(b), str(c), "--bootstrap", "200"]
+    result = runner.invoke(app, ["compare", *paths, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    docs = json.loads(result.stdout)  # one valid document, not two concatenated
+    assert [d["systems"]["b"] for d in docs] == [str(b), str(c)]
+    out = tmp_path / "cmp.md"
+    result = runner.invoke(app, ["compare", *paths, "--format", "md", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["cmp.female--slow.md", "cmp.male--slow.md"]
+    assert "female--slow" in (tmp_path / "cmp.female--slow.md").read_text()
+    refused = runner.invoke(app, ["compare", *paths, "--format", "csv"])
+    assert refused.exit_code == 2 and "pass --out FILE.csv" in refused.stderr
+
+
 def test_compare_refuses_runs_with_different_test_sets(finished: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()

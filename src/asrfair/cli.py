@@ -200,6 +200,31 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
     say("", f"wrote {out}")
 
 
+def emit_several(reports: list[Report], names: list[str], fmt: str, out: Path | None) -> None:
+    """Several comparisons: one file each (``--out cmp.md`` gives ``cmp.NAME.md``), or one
+    stream that stays one valid document (a JSON array); CSV tables cannot share a stream."""
+    if len(reports) == 1:
+        emit(reports[0], fmt, out)
+        return
+    if out is not None:
+        targets = [out.with_name(f"{out.stem}.{name}{out.suffix}") for name in names]
+        if len(set(targets)) < len(targets):
+            raise AsrfairError("compare: two run folders share a name; give them distinct names")
+        for report, target in zip(reports, targets, strict=True):
+            emit(report, fmt, target)
+        return
+    if fmt == "json":
+        print(json.dumps([r.data for r in reports], indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        raise AsrfairError(
+            "compare of more than two runs gives one CSV table per pair; pass --out FILE.csv "
+            "to write each to its own file"
+        )
+    else:
+        for report in reports:
+            emit(report, fmt, None)
+
+
 @app.command("score")
 def score_command(
     file: Annotated[Path, typer.Argument(help="Transcripts: .csv, .tsv or .jsonl.")],
@@ -278,7 +303,7 @@ def compare_command(
     """Paired comparison on shared utterances: B - A with an interval, P(B better).
 
     Run folders are compared on their stored predictions, each against the first; they must
-    share the test set exactly.
+    share the test set exactly. With several, --out cmp.md writes cmp.RUN.md per pair.
     """
     from asrfair.compare import build_compare_report, compare_runs
 
@@ -292,8 +317,8 @@ def compare_command(
             if not path.exists():
                 raise AsrfairError(f"{path}: no such file or run folder")
         if all(p.is_dir() for p in paths):
-            for other in paths[1:]:
-                emit(compare_runs(paths[0], other, cfg), fmt, out)
+            reports = [compare_runs(paths[0], other, cfg) for other in paths[1:]]
+            emit_several(reports, [other.name for other in paths[1:]], fmt, out)
             return
         if len(paths) != 2:
             raise AsrfairError("compare takes exactly two transcripts files (or run folders)")
