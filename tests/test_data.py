@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -15,7 +18,7 @@ from typer.testing import CliRunner
 from asrfair import audio
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.cli import app
-from asrfair.corpus import drop_empty_groups, load_corpus, normalise_sentences
+from asrfair.corpus import drop_empty_groups, load_corpus, normalise_sentences, parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.split import make_split
 from asrfair.subsets import select_subset
@@ -99,6 +102,56 @@ def test_hf_dataset_from_disk_is_read_without_decoding(
     assert audio.decode(frame["audio"].iloc[0]).shape == (8000,)
     with pytest.raises(AsrfairError, match="no split 'dev'; splits are: train, test"):
         load_corpus(f"hf:{tmp_path / 'hf'}@dev")
+
+
+def test_columns_are_mapped_before_the_manifest_aliases(tmp_path: Path) -> None:
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", tone(1.0, 16_000), 16_000)
+    manifest = tmp_path / "m.csv"
+    # "path" is an audio alias, but the user says the audio is in "wav".
+    pd.DataFrame(
+        {"wav": ["wavs/a.wav"], "words": ["Bonjour"], "who": ["s"], "path": ["nowhere.wav"]}
+    ).to_csv(manifest, index=False)
+    columns = parse_columns("audio=wav,sentence=words,speaker=who")
+    frame = load_corpus(f"manifest:{manifest}", columns).frame
+    assert frame["audio"].iloc[0] == str((tmp_path / "wavs" / "a.wav").resolve())
+    assert frame[["id", "sentence", "speaker"]].iloc[0].tolist() == ["a", "Bonjour", "s"]
+    pd.read_csv(manifest).drop(columns=["path"]).to_csv(manifest, index=False)
+    with pytest.raises(AsrfairError, match=r"no audio column .*--columns audio=COLUMN"):
+        load_corpus(f"manifest:{manifest}")
+
+
+def test_audio_paths_outside_the_dataset_folder_are_counted(cv17: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "far.mp3"
+    rows = (cv17 / "validated.tsv").read_text(encoding="utf-8").splitlines()
+    clips = [rows[1].split("\t")[1], rows[2].split("\t")[1]]
+    for tsv in cv17.glob("*.tsv"):  # the same clip may be listed in several TSVs
+        text = tsv.read_text(encoding="utf-8")
+        text = text.replace(f"\t{clips[0]}\t", "\t../../near.mp3\t")
+        tsv.write_text(text.replace(f"\t{clips[1]}\t", f"\t{outside}\t"), encoding="utf-8")
+    corpus = load_corpus(f"commonvoice:{cv17}")
+    notes = [n for n in corpus.notes if "lead outside" in n]
+    assert notes == [
+        f"2 audio path(s) of dataset 'commonvoice:{cv17}' lead outside {cv17.resolve()} "
+        f"(first: {tmp_path / 'near.mp3'}); they are read as given"
+    ]
+
+
+def test_hf_embedded_audio_goes_to_the_chosen_cache(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", tone(0.5, 16_000), 16_000)
+    data = (tmp_path / "a.wav").read_bytes()
+    ds = datasets.Dataset.from_dict(
+        {"audio": [{"bytes": data, "path": "a.wav"}] * 2, "text": ["un", "deux"]}
+    ).cast_column("audio", datasets.Audio(decode=False))
+    ds.save_to_disk(str(tmp_path / "hf"))
+    cache = tmp_path / "chosen"
+    result = runner.invoke(
+        app, ["data", "prepare", f"hf:{tmp_path / 'hf'}", "--cache-dir", str(cache)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (cache / "hf-audio").iterdir()] == [
+        f"{hashlib.sha1(data).hexdigest()}.wav"
+    ]
 
 
 def test_hf_hub_id_without_network_says_how_to_pass_a_folder(
@@ -372,3 +425,29 @@ def test_hf_columns_are_mapped_by_option(tmp_path: Path, monkeypatch: pytest.Mon
     assert "--columns: dataset 'hf:" in bad.stderr and "has no column 'text'" in bad.stderr
     odd = runner.invoke(app, [*args, "--columns", "sentence"])
     assert "is not CANONICAL=SOURCE" in odd.stderr
+
+
+def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    # An ID3 tag mpg123 cannot parse: libmpg123 writes a warning to file descriptor 2 itself.
+    Path(corpus["audio"].iloc[0]).write_bytes(b"ID3 this is not an mp3 at all" * 10)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asrfair",
+            "data",
+            "prepare",
+            f"commonvoice:{cv17}",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "mpg123" not in run.stderr and "ID3v2" not in run.stderr, run.stderr
+    assert "skipped 1 clip(s) that could not be read" in " ".join(run.stderr.split())

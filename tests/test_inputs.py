@@ -339,3 +339,20 @@ def test_latex_tables_compile_with_pdflatex_and_booktabs(tmp_path: Path) -> None
     assert run.returncode == 0, run.stdout[-3000:]
     assert "Missing character" not in log and "Undefined control sequence" not in log
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_piped_tables_keep_every_label_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal this narrow would crop the labels
+    label = "female_" + "very_long_label_" * 6
+    rows = gender_rows()
+    for row in rows:
+        row["gender"] = label if row["gender"] != "male_masculine" else row["gender"]
+    path = write_transcripts(tmp_path / "t.csv", rows)
+    result = runner.invoke(app, ["score", str(path), "--groups", "gender"])
+    assert result.exit_code == 0, result.output
+    assert f"│ {label} " in result.stdout and "…" not in result.stdout
+    out = tmp_path / "report.txt"
+    runner.invoke(app, ["score", str(path), "--groups", "gender", "--out", str(out)])
+    assert f"│ {label} " in out.read_text() and "…" not in out.read_text()

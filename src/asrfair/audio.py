@@ -46,7 +46,19 @@ class AudioSettings:
         return self.workers if self.workers > 0 else os.cpu_count() or 1
 
 
+_chosen_cache_dir: Path | None = None
+
+
+def use_cache_dir(path: Path | None) -> None:
+    """The cache for the rest of this process (``--cache-dir``): decoded clips, and the audio
+    bytes that an HF dataset embeds, which are written out before any decoding."""
+    global _chosen_cache_dir
+    _chosen_cache_dir = path
+
+
 def default_cache_dir() -> Path:
+    if _chosen_cache_dir is not None:
+        return _chosen_cache_dir
     base = os.environ.get("ASRFAIR_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "asrfair"
     )
@@ -155,12 +167,22 @@ def _prepare_one(item: tuple[str, str, str, int]) -> ClipResult:
     return ClipResult(utt_id, str(target), int(wave.shape[0]), True, "", note)
 
 
+def _silence_native_stderr() -> None:
+    """libsndfile's mpg123 prints notes and warnings ("Note: Illegal Audio-MPEG-Header...")
+    straight to file descriptor 2, past Python, over the progress bar. Decoding runs in worker
+    processes whose descriptor 2 goes nowhere; a clip that fails is still listed with its
+    reason through its ClipResult."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def _run(items: list[tuple[str, str, str, int]], workers: int) -> Iterator[ClipResult]:
-    if workers <= 1 or len(items) < 32:
-        yield from map(_prepare_one, items)
+    if not items:
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_prepare_one, items, chunksize=16)
+    workers = max(1, min(workers, -(-len(items) // 16)))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_silence_native_stderr) as pool:
+        yield from pool.map(_prepare_one, items, chunksize=16 if workers > 1 else 1)
 
 
 @dataclass

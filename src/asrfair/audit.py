@@ -148,6 +148,38 @@ def run_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+class StageTimes:
+    """Seconds per stage, summed over every invocation of a run: a resumed run's report must
+    not say ``train_s 0.0`` because this invocation found the model already trained. Each
+    finished stage is added to ``timings.json`` at once; the part of a stage that a crash cut
+    short is not counted."""
+
+    def __init__(self, out: Path, *, enabled: bool = True) -> None:
+        self.path, self.enabled = out / "timings.json", enabled
+        stored: dict[str, Any]
+        stored = (
+            read_json(self.path, "delete it to restart the count") if self.path.is_file() else {}
+        )
+        self.runs: list[dict[str, float]] = list(stored.get("invocations", []))
+        self.runs.append({})
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.runs[-1][name] = round(time.perf_counter() - start, 2)
+        if self.enabled:
+            files.write_json(self.path, {"invocations": self.runs})
+
+    def totals(self) -> dict[str, float]:
+        names = dict.fromkeys(k for run in self.runs for k in run)
+        totals: dict[str, float] = {
+            n: round(sum(r.get(n, 0.0) for r in self.runs), 2) for n in names
+        }
+        totals["invocations"] = len(self.runs)
+        return totals
+
+
 def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
     """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
     config_path = out / "config.json"
@@ -379,7 +411,6 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
 
 def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Report | None:
     out = settings.out
-    timings: dict[str, float] = {}
     corpus = preflight(options)
     if state.is_main_process:
         check_run_dir(out, options, settings.resume)
@@ -399,21 +430,19 @@ def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Repo
             },
         )
     state.wait_for_everyone()
-    start = time.perf_counter()
-    data = prepare(options, settings, state, corpus)
-    timings["prepare_s"] = time.perf_counter() - start
+    timings = StageTimes(out, enabled=state.is_main_process)
+    with timings.stage("prepare_s"):
+        data = prepare(options, settings, state, corpus)
     if state.is_main_process:
         write_split(data.split, out / "splits")
         files.write_text(out / "splits" / "subset.txt", "\n".join(sorted(data.subset["id"])) + "\n")
-    start = time.perf_counter()
-    model_path = _train(options, settings, data, state)
-    timings["train_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    predictions = _transcribe(model_path, settings, data, state, options.groups)
-    timings["infer_s"] = time.perf_counter() - start
+    with timings.stage("train_s"):
+        model_path = _train(options, settings, data, state)
+    with timings.stage("infer_s"):
+        predictions = _transcribe(model_path, settings, data, state, options.groups)
     if not state.is_main_process:
         return None
-    return _report(options, settings, data, predictions, model_path, timings)
+    return _report(options, settings, data, predictions, model_path, timings.totals())
 
 
 def _report(
@@ -451,7 +480,7 @@ def _report(
         "no_train": options.no_train,
         "hyperparameters": options.train.as_dict(),
         "versions": versions(),
-        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "timings": timings,
     }
     report.kind = "audit"
     _write_outputs(report, settings.out)

@@ -182,6 +182,17 @@ def _score_file(path: Path, columns: Columns, groupings: list[str], normalizer: 
     return score(frame, normalize, group_columns=groupings)
 
 
+def uncut_width(console: Console, renderable: Any) -> int:
+    """Wide enough that no table cell is cut: a terminal crops a table with an ellipsis to fit
+    its width, which is right on screen, but a pipe or file must carry every group label whole.
+    """
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(1_000_000)
+    natural = Measurement.get(console, unbounded, renderable).maximum
+    return max(console.width, natural)
+
+
 def emit(report: Report, fmt: str, out: Path | None) -> None:
     """Render with the named exporter to stdout, or to ``out`` (plain text)."""
     exporter = plugins.exporters().get(fmt, option="--format")
@@ -190,11 +201,16 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
         if isinstance(rendered, str):
             print(rendered, end="")
         else:
-            Console().print(rendered)
+            console = Console()
+            if not console.is_terminal:
+                console.width = uncut_width(console, rendered)
+            console.print(rendered)
         return
     if not isinstance(rendered, str):
         buffer = io.StringIO()
-        Console(file=buffer, width=120, color_system=None).print(rendered)
+        console = Console(file=buffer, width=120, color_system=None)
+        console.width = uncut_width(console, rendered)
+        console.print(rendered)
         rendered = buffer.getvalue()
     files.write_text(out, rendered)
     say("", f"wrote {out}")
@@ -481,10 +497,11 @@ def data_prepare_command(
     ] = None,
 ) -> None:
     """Decode, downmix and resample every clip to 16 kHz into the cache (done once)."""
-    from asrfair.audio import AudioSettings, prepare_audio
+    from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
     from asrfair.dataset import prepare_metadata
 
     with user_errors():
+        use_cache_dir(cache_dir)
         normalize = plugins.normalizers().get(normalizer, option="--normalizer")
         corpus = prepare_metadata(dataset, normalize, [], parse_columns(columns))
         settings = AudioSettings(min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)

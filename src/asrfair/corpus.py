@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -52,11 +53,18 @@ CORPUS_COLUMNS = ("id", "audio", "sentence", "speaker", "split")
 
 @dataclass
 class Corpus:
-    """A dataset as asrfair sees it, with what was dropped on the way said in ``notes``."""
+    """A dataset as asrfair sees it, with what was dropped on the way said in ``notes``.
+
+    A loader may leave its own column names and relative audio paths: ``aliases`` lists,
+    per canonical column, the names it may go by (used only where the user's ``--columns``
+    did not name one), and relative ``audio`` paths are taken from ``root``.
+    """
 
     name: str
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    root: Path | None = None
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None) -> Corpus:
@@ -139,10 +147,45 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.D
     return frame
 
 
+def resolve_aliases(
+    frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]], name: str
+) -> pd.DataFrame:
+    """Rename the first alias present to its canonical name, unless the canonical is there."""
+    for canonical, candidates in aliases.items():
+        if canonical in frame.columns:
+            continue
+        found = next((a for a in candidates if a in frame.columns), None)
+        if found is not None:
+            frame = frame.rename(columns={found: canonical})
+        elif canonical in ("audio", "sentence"):
+            have = ", ".join(map(str, frame.columns))
+            raise AsrfairError(
+                f"dataset {name!r}: no {canonical} column (one of {', '.join(candidates)}); "
+                f"columns are: {have}; name yours with --columns {canonical}=COLUMN"
+            )
+    return frame
+
+
+def resolve_audio_paths(frame: pd.DataFrame, root: Path, name: str) -> tuple[pd.DataFrame, str]:
+    """Relative audio paths are taken from ``root``; paths that lead outside it (``../``,
+    absolute) are still read, but counted in a note, since a dataset rarely means them."""
+    base = root.resolve()
+    paths = [(base / str(p)).resolve() for p in frame["audio"]]
+    outside = [p for p in paths if not p.is_relative_to(base)]
+    frame = frame.assign(audio=[str(p) for p in paths])
+    if not outside:
+        return frame, ""
+    return frame, (
+        f"{len(outside):,} audio path(s) of dataset {name!r} lead outside {base} "
+        f"(first: {outside[0]}); they are read as given"
+    )
+
+
 def load_corpus(spec: str, columns: dict[str, str] | None = None) -> Corpus:
     """``name[:arg]`` through the dataset plugins, e.g. ``commonvoice:/data/cv-corpus-17.0/fr``.
 
-    ``columns`` maps asrfair's column names to the dataset's, for tables that name them otherwise.
+    ``columns`` maps asrfair's column names to the dataset's, for tables that name them otherwise;
+    it is applied before the loader's aliases, so the user's choice wins.
     """
     from asrfair import plugins
 
@@ -150,4 +193,11 @@ def load_corpus(spec: str, columns: dict[str, str] | None = None) -> Corpus:
     loaded = loader(arg)
     corpus = loaded if isinstance(loaded, Corpus) else Corpus(spec, loaded)
     frame = map_columns(corpus.frame, columns or {}, corpus.name)
-    return finish_corpus(corpus.name, frame, corpus.notes)
+    frame = resolve_aliases(frame, corpus.aliases, corpus.name)
+    notes = list(corpus.notes)
+    if corpus.root is not None and "audio" in frame.columns:
+        frame, note = resolve_audio_paths(frame, corpus.root, corpus.name)
+        notes += [note] if note else []
+    if "id" not in frame.columns and "audio" in frame.columns:
+        frame = frame.assign(id=[Path(p).stem for p in frame["audio"]])
+    return finish_corpus(corpus.name, frame, notes)

@@ -85,37 +85,31 @@ def load_commonvoice(arg: str | None) -> Corpus:
             parts.append(table)
     frame = pd.concat(parts, ignore_index=True).drop_duplicates("path", keep="first")
     frame = frame.rename(columns=CV_RENAME)
-    frame["audio"] = [str(root / "clips" / p) for p in frame["path"]]
+    frame["audio"] = [str(Path("clips") / p) for p in frame["path"]]
     frame["id"] = [Path(p).stem for p in frame["path"]]
-    return Corpus(f"commonvoice:{root}", frame, notes)
+    return Corpus(f"commonvoice:{root}", frame, notes, root=root)
 
 
 MANIFEST_ALIASES = {
-    "audio": ("audio", "path", "audio_path", "file", "filepath"),
+    "audio": ("audio", "audio_filepath", "path", "audio_path", "file", "filepath"),
     "sentence": ("sentence", "text", "transcript", "ref"),
     "speaker": ("speaker", "client_id", "speaker_id"),
 }
 
 
 def load_manifest(arg: str | None) -> Corpus:
-    """``manifest:FILE``: a CSV/TSV/JSONL with an audio path column, relative to the file."""
+    """``manifest:FILE``: a CSV/TSV/JSONL with an audio path column, relative to the file.
+    Columns go by the aliases above unless ``--columns`` names them."""
     if not arg:
         raise AsrfairError("--dataset manifest:FILE needs a .csv, .tsv or .jsonl file")
     path = Path(arg).expanduser()
-    frame = read_table(path)
-    for canonical, aliases in MANIFEST_ALIASES.items():
-        found = next((a for a in aliases if a in frame.columns), None)
-        if found is None and canonical != "speaker":
-            raise AsrfairError(
-                f"{path}: no {canonical} column (one of {', '.join(aliases)}); "
-                f"columns are: {', '.join(map(str, frame.columns))}"
-            )
-        if found is not None and found != canonical:
-            frame = frame.rename(columns={found: canonical})
-    frame["audio"] = [str((path.parent / p).resolve()) for p in frame["audio"]]
-    if "id" not in frame.columns:
-        frame["id"] = [Path(p).stem for p in frame["audio"]]
-    return Corpus(f"manifest:{path}", frame)
+    return Corpus(f"manifest:{path}", read_table(path), root=path.parent, aliases=MANIFEST_ALIASES)
+
+
+HF_ALIASES = {
+    "sentence": ("sentence", "text", "transcription", "transcript"),
+    "speaker": ("speaker", "speaker_id"),
+}
 
 
 def parse_hf_spec(arg: str) -> tuple[str, str | None, str | None]:
@@ -177,19 +171,14 @@ def load_hf(arg: str | None) -> Corpus:
         frame = ds.to_pandas()
         assert isinstance(frame, pd.DataFrame)
         column = audio_cols[0] if audio_cols else ("audio" if "audio" in frame.columns else "path")
-        out_dir = default_cache_dir().parent / "hf-audio"
+        out_dir = default_cache_dir() / "hf-audio"
         frame["audio"] = [_materialise(a, out_dir) for a in frame[column]]
         frame["split"] = split_name
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True).rename(columns=CV_RENAME)
-    if "sentence" not in frame.columns:
-        for alias in ("text", "transcription", "transcript"):
-            if alias in frame.columns:
-                frame = frame.rename(columns={alias: "sentence"})
-                break
     if "id" not in frame.columns:
         frame["id"] = [f"{s}-{i}" if s else str(i) for i, s in enumerate(frame["split"])]
-    return Corpus(f"hf:{arg}", frame)
+    return Corpus(f"hf:{arg}", frame, aliases=HF_ALIASES)
 
 
 DEMO_DIR = "cv-fr-demo"
