@@ -11,12 +11,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from asrfair.default_plugins.datasets import CV17_COLUMNS
 
 # Tests never reach a model hub: fail at once instead of retrying a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# Property tests (test_properties.py) draw the same examples on every run, so CI is
+# reproducible; no deadline, as the first example pays for imports and a slow CI machine.
+settings.register_profile("asrfair", derandomize=True, deadline=None, database=None)
+settings.load_profile("asrfair")
 
 # Vendored from the team's shared/conformance/sclite (SCTK test data; see its README), so the
 # conformance tests run in every clone instead of skipping where shared/ is absent.

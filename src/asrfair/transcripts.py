@@ -70,18 +70,30 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records).astype("string").fillna("")
 
 
-def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
+@dataclass
+class _Parsed:
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[tuple[int, int]]  # first and last line in the file of the header, each row
+
+
+def _parse_table(path: Path, text: str, sep: str, quoting: Literal[0, 3], strict: bool) -> _Parsed:
     """Every row must have the header's number of fields: pandas would otherwise shift the
     columns of a row with one field too many (taking the first as an index) or pad a short
     one with blanks, and the scores would be wrong without a word."""
-    quoting: Literal[0, 3] = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=strict
+    )
     rows: list[list[str]] = []
+    lines: list[tuple[int, int]] = []
     try:
         header = next(reader)
+        last = reader.line_num
+        lines.append((1, last))
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line
+            first, last = last + 1, reader.line_num
+            if not row or (first == last and len(row) == 1 and not row[0].strip(" ")):
+                continue  # a blank line (a quoted tab or line break alone is a cell, not one)
             if len(row) != len(header):
                 hint = "quote fields that contain" if sep == "," else "remove stray"
                 name = "commas" if sep == "," else "tabs"
@@ -90,8 +102,46 @@ def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
                     f"{len(header)}; {hint} {name}"
                 )
             rows.append(row)
+            lines.append((first, last))
     except csv.Error as exc:
         raise AsrfairError(f"{path}, line {reader.line_num}: malformed table ({exc})") from None
+    return _Parsed(header, rows, lines)
+
+
+def _parse_tsv(path: Path, text: str) -> _Parsed:
+    """A TSV that Python's csv module, pandas or a spreadsheet wrote quotes the fields that
+    hold a tab, a line break or a double quote (``"il a dit ""oui"" puis"``): read as
+    written, such a cell kept its quotes or split in two. A TSV written as is (Common
+    Voice's way) may hold quotes that are text (``"Oui", dit-il``). So a TSV is read with
+    quoting when every field that starts with a quote is a well-formed quoted field and
+    every row then has the header's width, and as written otherwise. Where both readings
+    work and a quoted field runs over lines (a quotation split over two utterances, or a
+    quoted newline), they give different rows: that file is refused, not guessed at."""
+    try:
+        quoted = _parse_table(path, text, "\t", csv.QUOTE_MINIMAL, strict=True)
+    except AsrfairError:
+        return _parse_table(path, text, "\t", csv.QUOTE_NONE, strict=False)
+    spans = [(first, last) for first, last in quoted.lines if first != last]
+    if spans:
+        try:
+            _parse_table(path, text, "\t", csv.QUOTE_NONE, strict=False)
+        except AsrfairError:
+            return quoted  # as written it has rows of the wrong width: quoting it is
+        first, last = spans[0]
+        raise AsrfairError(
+            f"{path}, lines {first}-{last}: ambiguous quoting: read with quoting (as pandas "
+            f"writes TSVs) they are one row, read as written (as Common Voice writes them) "
+            f"{last - first + 1} rows; save the file as JSONL, or as CSV with quoting"
+        )
+    return quoted
+
+
+def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
+    if sep == "\t":
+        parsed = _parse_tsv(path, text)
+    else:
+        parsed = _parse_table(path, text, sep, csv.QUOTE_MINIMAL, strict=False)
+    header, rows = parsed.header, parsed.rows
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise AsrfairError(f"{path}: column {repeated[0]!r} is in the header twice; rename one")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -53,19 +54,35 @@ def _texts(
     return [[strong.format(escape(t)) if bold else escape(t) for t, bold in row] for row in rows]
 
 
+def one_line(text: str) -> str:
+    r"""Line breaks (``\n``, ``\r``, ``\x85``, ``\u2028``...) and tabs as spaces, and other
+    control characters (escape, NUL, DEL...) as ``\x1b``-style text."""
+    text = " ".join(text.splitlines()).replace("\t", " ")
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def _rich_text(text: str, style: str = "") -> Text:
+    """Text, not markup, so that a title "By [/x]" or a cell "[1]" stays literal (and cannot
+    raise), on one line: rich splits a table row at a line break or a tab, and passes escape
+    sequences through to the terminal, which can recolour or clear it."""
+    return Text(one_line(text), style=style)
+
+
 def to_rich(report: Report) -> RenderableType:
-    parts: list[RenderableType] = [Text(report_title(report), style="bold")]
+    parts: list[RenderableType] = [_rich_text(report_title(report), style="bold")]
     for view in report_tables(report):
         header, rows = _cells(view)
-        table = Table(title=view.title, title_justify="left", header_style="bold")
+        title = _rich_text(view.title, style="table.title")
+        table = Table(title=title, title_justify="left", header_style="bold")
         for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i == 0 or name == "value" else "right")
-        # Text, not markup: cells such as "[1]" or "12.3 [11.0, 13.7]" stay literal.
+            table.add_column(
+                _rich_text(name), justify="left" if i == 0 or name == "value" else "right"
+            )
         for row in rows:
-            table.add_row(*(Text(text, style="bold" if bold else "") for text, bold in row))
+            table.add_row(*(_rich_text(text, style="bold" if bold else "") for text, bold in row))
         parts.append(table)
-        parts.extend(Text(note, style="yellow") for note in view.notes)
-    parts.extend(Text(f"warning: {w}", style="yellow") for w in report.warnings)
+        parts.extend(_rich_text(note, style="yellow") for note in view.notes)
+    parts.extend(_rich_text(f"warning: {w}", style="yellow") for w in report.warnings)
     parts.append(Text(method_sentence(report.method), style="dim"))
     return Group(*parts)
 
@@ -87,10 +104,11 @@ def to_markdown(report: Report) -> str:
         left = [i == 0 or h == "value" for i, h in enumerate(header)]
         out.append("|" + "|".join(":---" if flag else "---:" for flag in left) + "|")
         out += ["| " + " | ".join(row) + " |" for row in rows]
-        out += ["", *[f"{note}  " for note in view.notes]]
+        # Notes name groups ("x has no errors"), so they are escaped like the cells.
+        out += ["", *[f"{markdown_escape(note)}  " for note in view.notes]]
         if view.notes:
             out.append("")
-    out += [*(f"- warning: {w}" for w in report.warnings)]
+    out += [*(f"- warning: {markdown_escape(w)}" for w in report.warnings)]
     if report.warnings:
         out.append("")
     out += [f"*{method_sentence(report.method)}*", ""]
@@ -115,11 +133,14 @@ _LATEX_WORDS = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\te
 
 
 def latex_escape(text: str) -> str:
-    """Text as LaTeX that prints it literally. One pass over the characters: escaping the
-    braces of ``\textbackslash{}`` again, as a second pass would, prints them."""
+    r"""Text as LaTeX that prints it literally. One pass over the characters: escaping the
+    braces of ``\textbackslash{}`` again, as a second pass would, prints them. On one line
+    (``one_line``), as in Markdown: a blank line ends a paragraph, which is an error inside
+    ``\caption`` (whose notes name groups) and ``\textbf``, and TeX refuses control
+    characters."""
     return "".join(
         _LATEX_WORDS.get(char) or (f"\\{char}" if _LATEX_SPECIAL.fullmatch(char) else char)
-        for char in text
+        for char in one_line(text)
     )
 
 
@@ -238,13 +259,19 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def to_csv(report: Report) -> str:
+def _csv_line(values: list[Any]) -> str:
+    r"""One CSV record ended by "\n". The writer quotes a field only for the characters of its
+    own line terminator, so with "\n" a label holding a lone "\r" went out bare and split its
+    row: each record is written with "\r\n", which quotes both, and ended with "\n"."""
     buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[: -len("\r\n")] + "\n"
+
+
+def to_csv(report: Report) -> str:
     fields = ["scope", "group", "field", "value", "ci_low", "ci_high"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in _flat_rows(report))
-    return buffer.getvalue()
+    rows = [[csv_cell(row[k]) for k in fields] for row in _flat_rows(report)]
+    return "".join(_csv_line(values) for values in [fields, *rows])
 
 
 @hookimpl
