@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import tomllib
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
@@ -14,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from asrfair import cli, hookimpl, plugins
+from asrfair.corpus import load_corpus
 from asrfair.errors import AsrfairError
 from asrfair.metrics import run_metrics
 from asrfair.score import score
@@ -105,19 +108,50 @@ def test_hook_register_exporters(registered: list[object], tmp_path: Path) -> No
     assert result.stdout == "WER=0.40\n"
 
 
-def test_hook_register_datasets(registered: list[object]) -> None:
+def test_hook_register_datasets(registered: list[object], tmp_path: Path) -> None:
     class Toy:
         @hookimpl
         def register_datasets(self, register):  # type: ignore[no-untyped-def]
-            register("toy", lambda arg: pd.DataFrame({"id": [f"u{i}" for i in range(int(arg))]}))
+            def toy(arg):  # type: ignore[no-untyped-def]
+                n = int(arg)
+                return pd.DataFrame(
+                    {
+                        "id": [f"u{i}" for i in range(n)],
+                        "audio": [str(tmp_path / f"u{i}.wav") for i in range(n)],
+                        "sentence": [f"phrase {i}" for i in range(n)],
+                        "speaker": [f"s{i % 2}" for i in range(n)],
+                        "gender": ["f", "male_masculine", None, "f", "m", "x"][:n],
+                    }
+                )
+
+            register("toy", toy)
 
     registered.append(Toy())
-    loader, arg = plugins.datasets().resolve("toy:3")
-    assert arg == "3"
-    assert len(loader(arg)) == 3
+    # The public path every command takes: resolve the name, call the loader, finish_corpus.
+    corpus = load_corpus("toy:6")
+    frame = corpus.frame
+    assert corpus.name == "toy:6"
+    assert frame["id"].tolist() == [f"u{i}" for i in range(6)]
+    assert frame["sentence"].tolist() == [f"phrase {i}" for i in range(6)]
+    assert frame["speaker"].tolist() == ["s0", "s1"] * 3
+    assert frame["gender"].tolist() == ["female", "male", "", "female", "male", "other"]
+    assert frame["split"].tolist() == [""] * 6  # added by finish_corpus
+    # and through the CLI: the toy's speakers and utterances are what data inspect counts
+    result = runner.invoke(
+        cli.app, ["data", "inspect", "toy:6", "--groups", "gender", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dataset"] == "toy:6"
+    assert sum(row["n_utterances"] for row in data["splits"]) == 5  # the row without gender drops
+    assert {row["group"] for row in data["groups"]["gender"]} == {"female", "male", "other"}
 
 
-def test_hook_register_commands(registered: list[object]) -> None:
+def test_hook_register_commands(
+    registered: list[object],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     class Hello:
         @hookimpl
         def register_commands(self, app):  # type: ignore[no-untyped-def]
@@ -126,16 +160,16 @@ def test_hook_register_commands(registered: list[object]) -> None:
                 typer.echo(f"hello {name}")
 
     registered.append(Hello())
-    app = typer.Typer()
-
-    @app.command()
-    def noop() -> None:  # a second command, so typer keeps subcommand names
-        pass
-
-    plugins.get_plugin_manager().hook.register_commands(app=app)
-    result = runner.invoke(app, ["hello", "--name", "you"])
-    assert result.exit_code == 0
-    assert result.stdout == "hello you\n"
+    # The hook adds to asrfair's own app: give it a copy of the command list to add to.
+    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
+    monkeypatch.setattr(cli, "_commands_added", False, raising=False)
+    monkeypatch.setattr(sys, "argv", ["asrfair", "hello", "--name", "you"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()  # what the `asrfair` script and `python -m asrfair` run
+    captured = capsys.readouterr()
+    assert exit_.value.code == 0, captured.err
+    assert captured.out == "hello you\n"
+    assert "hello" in runner.invoke(cli.app, ["--help"]).stdout
 
 
 def test_duplicate_names_are_refused_naming_both_plugins(registered: list[object]) -> None:
