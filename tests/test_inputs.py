@@ -6,6 +6,7 @@ import builtins
 import errno
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,10 @@ def test_a_run_folder_is_held_by_one_process(tmp_path: Path) -> None:
         in_use = rf"--out {out} is in use .*pid {holder.pid} on"
         with pytest.raises(AsrfairError, match=in_use), run_lock(out):
             pass
+        alias = tmp_path / "alias"  # another name for the same folder takes the same lock
+        alias.symlink_to(out, target_is_directory=True)
+        with pytest.raises(AsrfairError, match="is in use"), run_lock(alias):
+            pass
     finally:
         holder.kill()
         holder.wait()
@@ -134,7 +139,7 @@ def test_user_text_with_brackets_is_printed_as_written(tmp_path: Path) -> None:
         (["audit"], "[default: the demo"),
         (["audit"], "[default:"),
         (["study"], "[default: beside the"),
-        (["data", "prepare"], "[default: ~/.cache]"),
+        (["data", "prepare"], "[default: $ASRFAIR_CACHE/audio or ~/.cache/asrfair/audio]"),
     ],
 )
 def test_help_keeps_its_default_hints(command: list[str], hint: str) -> None:
@@ -285,6 +290,9 @@ def test_a_full_disk_while_transcribing_keeps_every_finished_line(
         (["--model", "no/such/model"], "--model no/such/model"),
         (["--groups", "shoe_size"], "shoe_size"),
         (["--no-train", "--model", "MODEL_WITHOUT_TOKENIZER"], "--model"),
+        (["--metrics", "wer,bogus"], "--metrics: unknown metric 'bogus'"),
+        (["--split", "bogus"], "--split 'bogus'"),
+        (["--test-fraction", "1.5"], "--test-fraction 1.5"),
     ],
 )
 def test_a_bad_audit_option_touches_neither_the_run_folder_nor_the_audio(
@@ -302,11 +310,11 @@ def test_a_bad_audit_option_touches_neither_the_run_folder_nor_the_audio(
     bare.mkdir()
     (bare / "config.json").write_text((model / "config.json").read_text())
     option = [str(bare) if o == "MODEL_WITHOUT_TOKENIZER" else o for o in option]
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "run"
     args = ["audit", "--dataset", f"commonvoice:{release}", "--model", str(model)]
     line = fail(*args, "--out", str(out), *option)
     assert message in line
-    assert not out.exists()
+    assert not out.parent.exists()  # not even the lock file beside the folder
 
 
 @requires_tool("pdflatex", "Debian: apt-get install texlive-latex-recommended")
@@ -314,7 +322,7 @@ def test_latex_tables_compile_with_pdflatex_and_booktabs(tmp_path: Path) -> None
     rows = gender_rows()
     for row in rows:
         hostile = "$\\alpha$ a~b ^x 50% #1 & {y} _u \\"
-        row["gender"] = hostile if row["gender"] == "male_masculine" else "femme élevée"
+        row["gender"] = hostile if row["gender"] == "male_masculine" else "[x] femme élevée"
     path = write_transcripts(tmp_path / "t.jsonl", rows)
     tables = []
     for command in (["score", str(path)], ["compare", str(path), str(path)]):
@@ -356,3 +364,115 @@ def test_piped_tables_keep_every_label_whole(
     out = tmp_path / "report.txt"
     runner.invoke(app, ["score", str(path), "--groups", "gender", "--out", str(out)])
     assert f"│ {label} " in out.read_text() and "…" not in out.read_text()
+
+
+def test_out_must_be_a_regular_file_and_a_symlink_is_written_through(tmp_path: Path) -> None:
+    data = write_transcripts(tmp_path / "t.csv", gender_rows())
+    assert "is not a regular file" in fail("score", str(data), "--out", "/dev/null")
+    target, link = tmp_path / "real.md", tmp_path / "link.md"
+    link.symlink_to(target)
+    result = runner.invoke(app, ["score", str(data), "-f", "md", "--out", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and target.read_text().startswith("# ")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    message = fail("score", str(data), "-f", "md", "--out", str(blocker / "r.md"))
+    assert message.startswith(f"error: {blocker}") and "choose another path" in message
+
+
+def test_predictions_outside_the_test_split_are_left_out_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    lines = []
+    for i in range(3):
+        record = {"id": f"u{i}", "speaker": "s", "ref": "a b", "hyp": "a b", "gender": "m"}
+        lines.append(json.dumps({**record, **dict.fromkeys(COUNT_COLUMNS, 0)}))
+    path.write_text("\n".join(lines) + "\n")
+    table = score_predictions(path, ("gender",), {"u0", "u1"})
+    assert list(table.frame["id"]) == ["u0", "u1"]
+    assert table.notes[0].startswith("left out 1 prediction(s) of utterances no longer in the test")
+
+
+_GOOD = {"id": "u0", "speaker": "s", "ref": "a", "hyp": "a", "gender": "m"}
+_GOOD.update(dict.fromkeys(COUNT_COLUMNS, 0))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "line 2: not valid JSON"),
+        ("[1, 2]", "line 2: not a prediction record"),
+        (json.dumps({**_GOOD, "id": "u9", "w_sub": "two"}), "counts of utterance 'u9' are not"),
+    ],
+)
+def test_a_damaged_predictions_line_is_a_one_line_error(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    path = tmp_path / "predictions.jsonl"
+    path.write_text(json.dumps(_GOOD) + "\n" + line + "\n")
+    with pytest.raises(AsrfairError, match=re.escape(message)):
+        score_predictions(path, ("gender",))
+
+
+def test_jsonl_lines_must_share_their_keys_and_may_hold_line_separators(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    rows = [{"speaker": "s", "ref": "a", "hyp": "a"}, {"speaker": "s", "ref": "b", "Hyp": "b"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert "line 2: no 'hyp' key, which the first line has" in fail("score", str(path))
+    rows[1] = {"speaker": "s\u2028x", "ref": "b\u0085c", "hyp": "b"}
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    data = run_json("score", str(path))
+    assert data["overall"]["n_utterances"] == 2
+
+
+def test_damaged_stored_files_are_one_line_errors(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    assert "not an asrfair report (no overall, groups, method)" in fail("report", str(run))
+    (run / "metrics.json").write_bytes(b"\xff\xfe{")
+    assert "not UTF-8" in fail("report", str(run))
+    from asrfair.audit import StageTimes
+
+    (run / "timings.json").write_text('{"invocations": [1]}')
+    with pytest.raises(AsrfairError, match="not a list of stage timings; delete it"):
+        StageTimes(run)
+
+
+def test_a_crashing_third_party_plugin_is_named_not_a_traceback() -> None:
+    from asrfair.registry import Registry
+
+    def broken(text: str) -> str:
+        raise ZeroDivisionError("oops")
+
+    registry: Registry[object] = Registry("normalizer")
+    registry.register("boom", broken, plugin="asrfair-boom")
+    with pytest.raises(AsrfairError, match="normalizer 'boom' of plugin 'asrfair-boom' failed"):
+        registry.get("boom")("x")  # type: ignore[operator]
+
+
+def test_markdown_and_latex_keep_links_and_brackets_literal() -> None:
+    from asrfair.default_plugins.exporters import latex_escape, markdown_escape
+
+    assert markdown_escape("[a](http://e.vil) ~~s~~") == "[a\\](http://e.vil) \\~\\~s\\~\\~"
+    assert latex_escape("[x] 1.0 [0.5, 2]") == "{[}x] 1.0 [0.5, 2]"  # a row may not start with "[" after "\\\\"
+
+
+def test_a_cache_entry_copied_over_another_is_decoded_again(tmp_path: Path) -> None:
+    from asrfair.audio import AudioSettings, prepare_audio
+
+    release = make_cv_release(tmp_path / "cv", n_speakers=1, per_speaker=2)
+    from asrfair.corpus import load_corpus
+
+    corpus = load_corpus(f"commonvoice:{release}").frame
+    first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    a, b = (Path(c) for c in first.table["cache"])
+    b.write_bytes(a.read_bytes())
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 1 and "holds another clip's entry" in again.notes[0]
+
+
+def test_a_damaged_clip_durations_table_falls_back_to_the_clips(tmp_path: Path) -> None:
+    release = make_cv_release(tmp_path / "cv")
+    (release / "clip_durations.tsv").write_text('clip\tduration[ms]\n"broken\tx\ty\n')
+    data = run_json("data", "inspect", f"commonvoice:{release}", "--groups", "gender")
+    assert all(row["hours"] > 0 for row in data["groups"]["gender"])  # read from the clips

@@ -81,19 +81,24 @@ def cache_key(path: Path, sample_rate: int) -> str:
     return hashlib.sha1(ident.encode("utf-8")).hexdigest()
 
 
-# A cache entry: this header (magic, sample count, CRC-32 of the samples, padding to 32 bytes),
-# then the samples as little-endian float32. The count catches a truncated or empty file from
-# its size alone; the CRC catches bytes overwritten in place.
+# A cache entry: this header (magic, sample count, CRC-32 of the samples, the first 12 characters
+# of its cache key), then the samples as little-endian float32. The count catches a truncated or
+# empty file from its size alone; the CRC catches bytes overwritten in place; the key catches an
+# entry copied or renamed over another's.
 MAGIC = b"ASRFAIR\x02"
-HEADER = struct.Struct("<8sQI12x")
+HEADER = struct.Struct("<8sQI12s")
 SAMPLES = np.dtype("<f4")
+
+
+def _key_tag(path: Path) -> bytes:
+    return path.stem[:12].encode("ascii", "replace").ljust(12, b"_")
 
 
 def write_clip(path: Path, wave: np.ndarray) -> None:
     """Store one clip, all or nothing (see ``files.replacing``)."""
     data = np.ascontiguousarray(wave, dtype=SAMPLES)
     with files.replacing(path) as tmp, tmp.open("wb") as handle:
-        handle.write(HEADER.pack(MAGIC, data.shape[0], zlib.crc32(data.data)))
+        handle.write(HEADER.pack(MAGIC, data.shape[0], zlib.crc32(data.data), _key_tag(path)))
         handle.write(data.tobytes())
 
 
@@ -102,9 +107,11 @@ def _header(path: Path) -> tuple[int, int]:
         raw = handle.read(HEADER.size)
     if len(raw) < HEADER.size:
         raise ValueError(f"{len(raw)} bytes, shorter than its header")
-    magic, n_samples, crc = HEADER.unpack(raw)
+    magic, n_samples, crc, tag = HEADER.unpack(raw)
     if magic != MAGIC:
         raise ValueError("not an asrfair cache entry")
+    if tag != _key_tag(path):
+        raise ValueError("holds another clip's entry (its key does not match its name)")
     return int(n_samples), int(crc)
 
 
@@ -167,7 +174,7 @@ def _prepare_one(item: tuple[str, str, str, int]) -> ClipResult:
     return ClipResult(utt_id, str(target), int(wave.shape[0]), True, "", note)
 
 
-def _silence_native_stderr() -> None:
+def quiet_worker() -> None:
     """libsndfile's mpg123 prints notes and warnings ("Note: Illegal Audio-MPEG-Header...")
     straight to file descriptor 2, past Python, over the progress bar. Decoding runs in worker
     processes whose descriptor 2 goes nowhere; a clip that fails is still listed with its
@@ -181,7 +188,7 @@ def _run(items: list[tuple[str, str, str, int]], workers: int) -> Iterator[ClipR
     if not items:
         return
     workers = max(1, min(workers, -(-len(items) // 16)))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_silence_native_stderr) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=quiet_worker) as pool:
         yield from pool.map(_prepare_one, items, chunksize=16 if workers > 1 else 1)
 
 
@@ -230,8 +237,11 @@ def prepare_audio(
             cache_dir, f"{len(results) - len(full):,} of {len(results):,} clips are cached"
         )
     prepared = _summarise(results, settings)
+    listing = skipped_file or cache_dir / "skipped_clips.tsv"
     if prepared.failed:
-        _write_skipped(results, skipped_file or cache_dir / "skipped_clips.tsv", prepared)
+        _write_skipped(results, listing, prepared)
+    else:
+        listing.unlink(missing_ok=True)  # an old listing would name clips that now read fine
     return prepared
 
 

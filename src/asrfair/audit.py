@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -32,7 +33,7 @@ from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
 from asrfair.score import COUNT_COLUMNS, ScoreTable, utterance_counts
-from asrfair.split import Split, make_split, write_split
+from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
 from asrfair.train import (
@@ -124,7 +125,11 @@ def versions() -> dict[str, str]:
 def run_lock(out: Path) -> Iterator[None]:
     """Hold a run folder for one process: two audits writing one folder would each append
     every prediction, and the run would count each utterance twice. The lock sits beside the
-    folder (it must not make a new folder look non-empty) and names its holder."""
+    folder (it must not make a new folder look non-empty) and names its holder. The path is
+    resolved first, so a symlink to the folder takes the same lock."""
+    out = out.resolve()
+    if not out.name:
+        raise AsrfairError(f"--out {out}: give a folder for the run, not the root")
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.with_name(f".{out.name}.asrfair-lock")
     owner_path = lock_path.with_suffix(".owner")
@@ -156,12 +161,16 @@ class StageTimes:
 
     def __init__(self, out: Path, *, enabled: bool = True) -> None:
         self.path, self.enabled = out / "timings.json", enabled
-        stored: dict[str, Any]
-        stored = (
-            read_json(self.path, "delete it to restart the count") if self.path.is_file() else {}
+        fix = "delete it to restart the count"
+        stored = read_json(self.path, fix) if self.path.is_file() else {"invocations": []}
+        runs = stored.get("invocations") if isinstance(stored, dict) else None
+        valid = isinstance(runs, list) and all(
+            isinstance(r, dict) and all(isinstance(v, int | float) for v in r.values())
+            for r in runs
         )
-        self.runs: list[dict[str, float]] = list(stored.get("invocations", []))
-        self.runs.append({})
+        if not valid or not isinstance(runs, list):
+            raise AsrfairError(f"{self.path}: not a list of stage timings; {fix}")
+        self.runs: list[dict[str, float]] = [*runs, {}]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -227,10 +236,13 @@ class Prepared:
     notes: list[str]
 
 
-def preflight(options: AuditOptions) -> Corpus:
+def preflight(options: AuditOptions, settings: RunSettings) -> Corpus:
     """Every check that needs no audio, done before the run folder or the cache is touched:
     a typo in --train-subset or --model must not cost an audio preparation, nor leave a
     config.json behind that makes the same --out refuse the corrected command."""
+    for name in settings.metrics:
+        plugins.metrics().get(name, option="--metrics")
+    check_split(options.split, options.test_fraction)
     normalize = plugins.normalizers().get(options.normalizer, option="--normalizer")
     corpus = prepare_metadata(
         options.dataset, normalize, list(options.groups), parse_columns(options.columns)
@@ -259,6 +271,12 @@ def prepare(options: AuditOptions, settings: RunSettings, state: Any, corpus: Co
             skipped_file=settings.out / "skipped_clips.tsv",
         )
     frame = corpus.frame.merge(prepared.table, on="id", how="inner")
+    if frame.empty:
+        raise AsrfairError(
+            f"no clip is left after the duration filter ({prepared.filtered:,} outside "
+            f"--min-seconds {options.min_seconds:g} / --max-seconds {options.max_seconds}); "
+            "widen the limits"
+        )
     split = make_split(
         frame,
         options.split,
@@ -368,7 +386,7 @@ def _merge_shards(out: Path, world: int) -> None:
     merged file replaces the old one whole, so a failure leaves both it and the shards."""
     merged = out / "predictions.jsonl"
     shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
-    lines = merged.read_text(encoding="utf-8").splitlines() if merged.is_file() else []
+    lines = files.read_lines(merged) if merged.is_file() else []
     seen = done_ids(merged)
     for shard in (s for s in shards if s.is_file()):
         for record in iter_records(shard):
@@ -380,13 +398,20 @@ def _merge_shards(out: Path, world: int) -> None:
         shard.unlink(missing_ok=True)
 
 
-def score_predictions(path: Path, groups: tuple[str, ...]) -> ScoreTable:
-    """The ScoreTable of a run, from its predictions.jsonl alone (counts were stored there)."""
+def score_predictions(
+    path: Path, groups: tuple[str, ...], test_ids: set[str] | None = None
+) -> ScoreTable:
+    """The ScoreTable of a run, from its predictions.jsonl alone (counts were stored there).
+
+    With ``test_ids``, predictions of utterances outside the test split (a clip that became
+    unreadable before a ``--resume``) are left out and counted in ``table.notes``.
+    """
     records = pd.DataFrame(list(iter_records(path)))
     columns = ["id", "speaker", "ref", "hyp", *group_columns(groups), *COUNT_COLUMNS]
     missing = [c for c in columns if c not in records.columns]
     if missing:
         raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")
+    records["id"] = records["id"].astype(str)
     repeated = records["id"][records["id"].duplicated()]
     if not repeated.empty:
         raise AsrfairError(
@@ -394,8 +419,26 @@ def score_predictions(path: Path, groups: tuple[str, ...]) -> ScoreTable:
             f"({repeated.nunique():,} such ids), so every rate would count it twice; rerun the "
             "audit with a new --out"
         )
-    table = records[columns].sort_values("id").reset_index(drop=True)
-    return ScoreTable(table, tuple(groups))
+    counts = records[list(COUNT_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    if counts.isna().any().any() or (counts < 0).any().any():
+        row = int(np.flatnonzero((counts.isna() | (counts < 0)).any(axis=1))[0])
+        raise AsrfairError(
+            f"{path}: the counts of utterance {records['id'].iloc[row]!r} are not non-negative "
+            "numbers; the predictions file is damaged: delete that line and rerun with --resume"
+        )
+    records[list(COUNT_COLUMNS)] = counts.astype(np.int64)
+    notes = []
+    if test_ids is not None:
+        outside = ~records["id"].isin(test_ids)
+        if outside.any():
+            notes.append(
+                f"left out {int(outside.sum()):,} prediction(s) of utterances no longer in the "
+                f"test split (e.g. {records['id'][outside].iloc[0]}; a clip that became "
+                "unreadable is skipped)"
+            )
+            records = records.loc[~outside]
+    frame = records[columns].sort_values("id").reset_index(drop=True)
+    return ScoreTable(frame, tuple(groups), tuple(notes))
 
 
 def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
@@ -405,13 +448,15 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     quiet_libraries()
     # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
     state = PartialState(cpu=pick_device(settings.device).type == "cpu")
+    corpus = preflight(options, settings)  # before the lock: a typo leaves nothing on disk
     with run_lock(settings.out) if state.is_main_process else nullcontext():
-        return _run_audit(options, settings, state)
+        return _run_audit(options, settings, state, corpus)
 
 
-def _run_audit(options: AuditOptions, settings: RunSettings, state: Any) -> Report | None:
+def _run_audit(
+    options: AuditOptions, settings: RunSettings, state: Any, corpus: Corpus
+) -> Report | None:
     out = settings.out
-    corpus = preflight(options)
     if state.is_main_process:
         check_run_dir(out, options, settings.resume)
         out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +498,7 @@ def _report(
     model_path: str,
     timings: dict[str, float],
 ) -> Report:
-    table = score_predictions(predictions, options.groups)
+    table = score_predictions(predictions, options.groups, set(data.split.ids("test")))
     processor = load_processor(model_path)
     unknown = unknown_characters(processor, list(table.frame["ref"]))
     report = run_metrics(
@@ -462,7 +507,7 @@ def _report(
         settings.metrics,
         config={"dataset": options.dataset, "model": options.resolved_model()},
     )
-    report.data["warnings"] = data.notes + report.data["warnings"]
+    report.data["warnings"] = data.notes + list(table.notes) + report.data["warnings"]
     if unknown:
         n = sum(unknown.values())
         chars = "".join(sorted(unknown))

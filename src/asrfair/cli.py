@@ -53,10 +53,13 @@ def user_errors() -> Iterator[None]:
     except AsrfairError as exc:
         say("[bold red]error:[/] ", str(exc))
         raise typer.Exit(2) from None
-    except OSError as exc:  # a full disk in a library's own writer (a checkpoint save)
-        if not files.is_out_of_space(exc):
+    except OSError as exc:
+        if files.is_out_of_space(exc):  # a full disk in a library's own writer (a checkpoint)
+            say("[bold red]error:[/] ", str(files.out_of_space(exc.filename or "disk")))
+        elif files.is_unwritable(exc):
+            say("[bold red]error:[/] ", f"{exc.filename}: {exc.strerror}; choose another path")
+        else:
             raise
-        say("[bold red]error:[/] ", str(files.out_of_space(exc.filename or "disk")))
         raise typer.Exit(2) from None
 
 
@@ -77,6 +80,15 @@ def callback(
     """asrfair: per-group WER/CER with speaker-level intervals, gaps and tests."""
     for message in plugins.load_plugins().errors:
         say("[yellow]warning:[/] ", message)
+
+
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Audio cache folder \\[default: $ASRFAIR_CACHE/audio or ~/.cache/asrfair/audio].",
+    ),
+]
 
 
 # Options shared by score and compare -----------------------------------------------------------
@@ -167,6 +179,10 @@ def check_out(out: Path | None, inputs: list[Path]) -> None:
         return
     if out.is_dir():
         raise AsrfairError(f"--out {out} is a folder; give a file path such as {out / 'report.md'}")
+    if out.exists() and not out.resolve().is_file():  # /dev/null, a FIFO, /dev/stdout
+        raise AsrfairError(
+            f"--out {out} is not a regular file; leave --out out to print the report instead"
+        )
     if any(out.resolve() == path.resolve() for path in inputs):
         raise AsrfairError(f"--out {out} is an input file; write the report somewhere else")
 
@@ -193,6 +209,14 @@ def uncut_width(console: Console, renderable: Any) -> int:
     return max(console.width, natural)
 
 
+def print_uncut(renderable: Any) -> None:
+    """Print to stdout; piped, at the width the renderable needs (see ``uncut_width``)."""
+    console = Console()
+    if not console.is_terminal:
+        console.width = uncut_width(console, renderable)
+    console.print(renderable)
+
+
 def emit(report: Report, fmt: str, out: Path | None) -> None:
     """Render with the named exporter to stdout, or to ``out`` (plain text)."""
     exporter = plugins.exporters().get(fmt, option="--format")
@@ -201,10 +225,7 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
         if isinstance(rendered, str):
             print(rendered, end="")
         else:
-            console = Console()
-            if not console.is_terminal:
-                console.width = uncut_width(console, rendered)
-            console.print(rendered)
+            print_uncut(rendered)
         return
     if not isinstance(rendered, str):
         buffer = io.StringIO()
@@ -226,6 +247,8 @@ def emit_several(reports: list[Report], names: list[str], fmt: str, out: Path | 
         targets = [out.with_name(f"{out.stem}.{name}{out.suffix}") for name in names]
         if len(set(targets)) < len(targets):
             raise AsrfairError("compare: two run folders share a name; give them distinct names")
+        for target in targets:
+            check_out(target, [])
         for report, target in zip(reports, targets, strict=True):
             emit(report, fmt, target)
         return
@@ -332,6 +355,11 @@ def compare_command(
         for path in paths:
             if not path.exists():
                 raise AsrfairError(f"{path}: no such file or run folder")
+        if any(p.is_dir() for p in paths) and not all(p.is_dir() for p in paths):
+            raise AsrfairError(
+                "compare takes run folders or transcript files, not a mix; score the run's "
+                "predictions.jsonl as a file instead"
+            )
         if all(p.is_dir() for p in paths):
             reports = [compare_runs(paths[0], other, cfg) for other in paths[1:]]
             emit_several(reports, [other.name for other in paths[1:]], fmt, out)
@@ -456,13 +484,16 @@ def data_inspect_command(
     test_fraction: TestFracOpt = 0.2,
     seed: SeedOpt = 0,
     columns: ColumnsOpt = "",
+    cache_dir: CacheDirOpt = None,
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
 ) -> None:
     """Utterances, speakers and hours per group and split: a paper's dataset table."""
+    from asrfair.audio import use_cache_dir
     from asrfair.dataset import inspect_dataset
 
     with user_errors():
+        use_cache_dir(cache_dir)  # where an HF dataset's embedded audio is written
         plugins.exporters().get(fmt, option="--format")
         normalize = plugins.normalizers().get(normalizer, option="--normalizer")
         report = inspect_dataset(
@@ -492,9 +523,7 @@ def data_prepare_command(
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Decoding processes; 0 = every core.")
     ] = 0,
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Decoded-audio cache \\[default: ~/.cache].")
-    ] = None,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Decode, downmix and resample every clip to 16 kHz into the cache (done once)."""
     from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
@@ -601,6 +630,7 @@ def audit_command(
         float, typer.Option("--batch-seconds", help="Padded audio per inference batch.")
     ] = 60.0,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Audio decoding processes.")] = 0,
+    cache_dir: CacheDirOpt = None,
     bootstrap: BootOpt = 10_000,
     permutations: PermOpt = 10_000,
     seed: SeedOpt = 0,
@@ -615,9 +645,11 @@ def audit_command(
     fmt: FormatOpt = "rich",
 ) -> None:
     """Fine-tune on a training subset, transcribe the fixed test set, report per-group WER/CER."""
+    from asrfair.audio import use_cache_dir
     from asrfair.audit import AuditOptions, RunSettings, run_audit
 
     with user_errors():
+        use_cache_dir(cache_dir)
         plugins.exporters().get(fmt, option="--format")
         stats = StatsConfig(
             bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
@@ -693,7 +725,7 @@ def plugins_command(
         table.add_column(column)
     for row in rows:
         table.add_row(row["name"], row["package"], row["version"], ", ".join(row["hooks"]))
-    Console().print(table)
+    print_uncut(table)
 
 
 _commands_added = False

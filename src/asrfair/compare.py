@@ -77,7 +77,7 @@ def build_compare_report(
         grouping: [_paired_entry(ctx, table_b, grouping, g) for g in ctx.group_names(grouping)]
         for grouping in table_a.group_columns
     }
-    warnings = list(notes)
+    warnings = [*a.notes, *b.notes, *notes]
     if not table_a.has_speakers:
         warnings.append("no speaker column: draws resample utterances")
     method = cfg.method(ctx.unit)
@@ -115,9 +115,14 @@ def load_run(folder: Path) -> tuple[ScoreTable, dict[str, Any]]:
     if missing:
         raise AsrfairError(f"{folder}: not a finished asrfair run; missing {', '.join(missing)}")
     config = read_json(folder / "config.json", "the run folder is damaged; rerun the audit")
-    groups = tuple(config["options"]["groups"])
-    table = score_predictions(folder / "predictions.jsonl", groups)
+    options = config.get("options") if isinstance(config, dict) else None
+    if not isinstance(options, dict) or not isinstance(options.get("groups"), list):
+        raise AsrfairError(
+            f"{folder / 'config.json'}: no options.groups; the run folder is damaged, rerun "
+            "the audit"
+        )
     expected = set((folder / "splits" / "test.txt").read_text(encoding="utf-8").split())
+    table = score_predictions(folder / "predictions.jsonl", tuple(options["groups"]), expected)
     have = set(table.frame["id"])
     if have != expected:
         raise AsrfairError(
@@ -143,6 +148,6 @@ def compare_runs(folder_a: Path, folder_b: Path, cfg: StatsConfig) -> Report:
         "inputs": [str(folder_a), str(folder_b)],
         "systems": {"a": str(folder_a), "b": str(folder_b)},
         "groups": list(table_a.group_columns),
-        "normalizer": config_a["options"]["normalizer"],
+        "normalizer": config_a["options"].get("normalizer", ""),
     }
     return build_compare_report(table_a, table_b, cfg, config=config)

@@ -78,7 +78,11 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
     frame["id"] = frame["id"].astype(str)
     if frame["id"].duplicated().any():
         dup = frame["id"][frame["id"].duplicated()].iloc[0]
-        raise AsrfairError(f"dataset {name!r}: utterance id {dup!r} appears more than once")
+        raise AsrfairError(
+            f"dataset {name!r}: utterance id {dup!r} appears more than once (without an id "
+            "column, ids are the audio file names without their suffix); give each row a "
+            "unique id column"
+        )
     if "speaker" not in frame.columns:
         frame["speaker"] = frame["id"]
         notes.append("no speaker column: every utterance is its own speaker")

@@ -7,7 +7,7 @@ first check that a grouping has enough speakers on the test side to say anything
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 import soundfile as sf
 
 from asrfair import __version__
+from asrfair.audio import quiet_worker
 from asrfair.corpus import Corpus, drop_empty_groups, load_corpus, normalise_sentences
 from asrfair.report import Report
 from asrfair.score import group_labels
@@ -45,13 +46,17 @@ def clip_seconds(corpus: Corpus, workers: int = 8) -> np.ndarray:
     frame = corpus.frame
     durations_tsv = Path(frame["audio"].iloc[0]).parent.parent / "clip_durations.tsv"
     if len(frame) and durations_tsv.is_file():
-        table = pd.read_csv(durations_tsv, sep="\t", dtype={"clip": str})
-        ms = dict(zip(table["clip"], table.iloc[:, 1], strict=True))
-        found = np.array([ms.get(Path(a).name, np.nan) for a in frame["audio"]], dtype=float)
+        try:
+            table = pd.read_csv(durations_tsv, sep="\t", dtype={"clip": str})
+            ms = dict(zip(table["clip"], pd.to_numeric(table.iloc[:, 1]), strict=True))
+            found = np.array([ms.get(Path(a).name, np.nan) for a in frame["audio"]], dtype=float)
+        except (ValueError, KeyError, IndexError, pd.errors.ParserError):
+            found = np.array([np.nan])  # a damaged table: read the clips' own headers instead
         if not np.isnan(found).any():
             return found / 1000.0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.array(list(pool.map(_seconds, frame["audio"])), dtype=float)
+    # Worker processes whose stderr is silenced: mpg123 warns on fd 2 while reading headers.
+    with ProcessPoolExecutor(max_workers=min(workers, 2), initializer=quiet_worker) as pool:
+        return np.array(list(pool.map(_seconds, frame["audio"], chunksize=64)), dtype=float)
 
 
 def size_summary(part: pd.DataFrame) -> dict[str, Any]:

@@ -19,6 +19,8 @@ def read_json(path: Path, fix: str) -> Any:
     """A JSON file that asrfair wrote; a truncated or edited one is a one-line error."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AsrfairError(f"{path}: not UTF-8 (offset {exc.start}); {fix}") from None
     except json.JSONDecodeError as exc:
         raise AsrfairError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); {fix}"

@@ -24,6 +24,14 @@ def is_out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE
 
 
+UNWRITABLE = (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def is_unwritable(exc: BaseException) -> bool:
+    """A path the user chose that cannot be written: read-only, a folder, under a file."""
+    return isinstance(exc, UNWRITABLE) or (isinstance(exc, OSError) and exc.errno == errno.EROFS)
+
+
 def out_of_space(path: Path | str, keep: str = "") -> AsrfairError:
     """The one-line error for a full disk (or quota) while writing ``path``."""
     return AsrfairError(
@@ -43,6 +51,8 @@ def replacing(path: Path) -> Iterator[Path]:
 
     On any failure the temporary file is removed and ``path`` is untouched.
     """
+    if path.is_symlink():  # write the file the link points at, and keep the link
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
@@ -67,3 +77,13 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: object) -> None:
     """Indented UTF-8 JSON with a final newline, all or nothing."""
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a JSONL file that asrfair wrote. Lines end at "\n" only: a JSON string may
+    hold U+2028 or U+0085, at which ``str.splitlines`` would cut a record in two."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AsrfairError(f"{path}: not UTF-8 (offset {exc.start}); the file is damaged") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]

@@ -22,7 +22,7 @@ import torch
 from asrfair.audio import load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
-from asrfair.files import is_out_of_space, out_of_space
+from asrfair.files import is_out_of_space, out_of_space, read_lines
 
 RATE = 16_000
 
@@ -164,10 +164,10 @@ def done_ids(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     ids = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_lines(path):
         try:
-            ids.add(json.loads(line)["id"])
-        except (json.JSONDecodeError, KeyError):
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return ids
 
@@ -233,6 +233,20 @@ def _drop_partial_line(path: Path) -> None:
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            yield json.loads(line)
+    """The records of a predictions file; a damaged line is a one-line error naming it."""
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AsrfairError(
+                f"{path}, line {number}: not valid JSON ({exc.msg}); the predictions file is "
+                "damaged: delete that line and rerun with --resume"
+            ) from None
+        if not isinstance(record, dict) or "id" not in record:
+            raise AsrfairError(
+                f"{path}, line {number}: not a prediction record; delete that line and rerun "
+                "with --resume"
+            )
+        yield record

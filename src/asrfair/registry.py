@@ -6,8 +6,10 @@ refused (naming both plugins) and an unknown name is answered with the known one
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from asrfair.errors import AsrfairError
 
@@ -26,6 +28,29 @@ class Entry(Generic[T]):
     obj: T
     plugin: str
     help: str
+
+
+BUILTIN = "asrfair.default_plugins."
+
+
+def _guarded(kind: str, entry: Entry[Any]) -> Callable[..., Any]:
+    """A third-party plugin's callable whose crash is a one-line error naming the plugin,
+    so that a broken plugin cannot end asrfair in a traceback that looks like asrfair's."""
+
+    @functools.wraps(entry.obj)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return entry.obj(*args, **kwargs)
+        except AsrfairError:
+            raise
+        except Exception as exc:
+            raise AsrfairError(
+                f"{kind} {entry.name!r} of plugin {entry.plugin!r} failed "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "report it to the plugin's authors, or block it with ASRFAIR_BLOCK_PLUGINS"
+            ) from exc
+
+    return call
 
 
 class Registry(Generic[T]):
@@ -58,11 +83,14 @@ class Registry(Generic[T]):
     def get(self, name: str, *, option: str = "") -> T:
         """Look a name up; ``option`` (e.g. ``--metrics``) is named in the error."""
         try:
-            return self._entries[name].obj
+            entry = self._entries[name]
         except KeyError:
             where = f"{option}: " if option else ""
             known = ", ".join(self.names()) or "(none)"
             raise AsrfairError(f"{where}unknown {self.kind} {name!r}; known: {known}") from None
+        if entry.plugin.startswith(BUILTIN) or not callable(entry.obj):
+            return entry.obj  # a built-in's exception is asrfair's bug: keep its traceback
+        return cast(T, _guarded(self.kind, entry))
 
     def resolve(self, spec: str, *, option: str = "") -> tuple[T, str | None]:
         """Split ``name:arg`` and look ``name`` up; the argument goes to the plugin."""

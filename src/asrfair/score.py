@@ -53,6 +53,7 @@ class ScoreTable:
 
     frame: pd.DataFrame
     group_columns: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what reading the rows left out, for the report's warnings
 
     @property
     def has_speakers(self) -> bool:

@@ -58,8 +58,7 @@ def speaker_split(
     stratify: Sequence[str] = (),
 ) -> Split:
     """Move whole speakers to test until each stratum has ``test_fraction`` of its utterances."""
-    if not 0.0 < test_fraction < 1.0:
-        raise AsrfairError(f"--test-fraction {test_fraction}: choose a value between 0 and 1")
+    check_split("speaker", test_fraction)
     counts = frame.groupby("speaker").size()
     strata = _speaker_strata(frame, stratify)
     test_speakers: set[str] = set()
@@ -99,6 +98,17 @@ def official_split(frame: pd.DataFrame) -> Split:
     return split
 
 
+SPLITS = ("speaker", "official")
+
+
+def check_split(how: str, test_fraction: float) -> None:
+    """The split options, checked on their own: an audit checks them before it writes."""
+    if how not in SPLITS:
+        raise AsrfairError(f"--split {how!r}: choose 'speaker' (default) or 'official'")
+    if not 0.0 < test_fraction < 1.0:
+        raise AsrfairError(f"--test-fraction {test_fraction}: choose a value between 0 and 1")
+
+
 def make_split(
     frame: pd.DataFrame,
     how: str = "speaker",
@@ -107,12 +117,11 @@ def make_split(
     seed: int = 0,
     stratify: Sequence[str] = (),
 ) -> Split:
+    check_split(how, test_fraction)
     if how == "official":
         split = official_split(frame)
-    elif how == "speaker":
-        split = speaker_split(frame, test_fraction=test_fraction, seed=seed, stratify=stratify)
     else:
-        raise AsrfairError(f"--split {how!r}: choose 'speaker' (default) or 'official'")
+        split = speaker_split(frame, test_fraction=test_fraction, seed=seed, stratify=stratify)
     split.notes += _missing_test_groups(frame, split, stratify)
     return split
 

@@ -304,11 +304,13 @@ def load_stored_report(path: Path) -> Report:
     """A finished study (study.json) or run (metrics.json); else say what is missing."""
     if (path / "study.json").is_file():
         fix = "run the study again to rewrite it"
-        return Report("study", read_json(path / "study.json", fix))
+        data = read_json(path / "study.json", fix)
+        _require(data, ("runs", "method"), path / "study.json", fix)
+        return Report("study", data)
     if (path / "metrics.json").is_file():
-        data = read_json(
-            path / "metrics.json", f"rewrite it with asrfair audit --resume --out {path}"
-        )
+        fix = f"rewrite it with asrfair audit --resume --out {path}"
+        data = read_json(path / "metrics.json", fix)
+        _require(data, ("overall", "groups", "method"), path / "metrics.json", fix)
         return Report("audit" if "run" in data else "score", data)
     if not path.is_dir():
         raise AsrfairError(f"{path}: no such run or study folder")
@@ -319,6 +321,14 @@ def load_stored_report(path: Path) -> Report:
         f"{path}: no metrics.json or study.json, so nothing to report; missing: "
         f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
     )
+
+
+def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:
+    """A stored report must have its top-level sections; an edited or foreign JSON file is a
+    one-line error, not a KeyError while rendering (or an empty report that exits 0)."""
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise AsrfairError(f"{path}: not an asrfair report (no {', '.join(missing)}); {fix}")
 
 
 def _stats_config(path: Path, raw: dict[str, Any], seed: int) -> StatsConfig:

@@ -331,6 +331,8 @@ def fine_tune(
         processor.save_pretrained(str(model_dir))
         for checkpoint in work_dir.glob("checkpoint-*"):  # finished: only model_dir is needed
             shutil.rmtree(checkpoint, ignore_errors=True)
+        if work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()
     return TrainResult(
         model_dir, trainer.state.global_step, time.perf_counter() - start, trainer.state.log_history
     )

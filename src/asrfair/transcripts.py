@@ -21,6 +21,10 @@ from asrfair.errors import AsrfairError
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 IDS_FROM_LINES = "asrfair_ids_from_line_numbers"  # frame.attrs flag: the file had no ids
 
+# A sentence or a long-form transcript may exceed the csv module's default cap of 131,072
+# characters; 1 GiB is more than any transcript and less than any platform's C long.
+FIELD_LIMIT = 2**30
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -50,8 +54,10 @@ def _read_text(path: Path) -> str:
 
 
 def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    records: list[dict[str, object]] = []
+    keys: dict[str, int] = {}  # every key seen, with the line that first had it
+    # Lines end at "\n" only: JSON text may hold U+2028 or U+0085, which splitlines() would cut.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -66,8 +72,26 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
                 f"{path}, line {number}: {nested[0]!r} holds a list or an object; every value "
                 "must be a string, a number or null"
             )
+        if records and set(record) != set(keys):
+            raise AsrfairError(_key_mismatch(path, number, record, keys))
+        keys = keys or dict.fromkeys(record, number)
         records.append(record)
     return pd.DataFrame.from_records(records).astype("string").fillna("")
+
+
+def _key_mismatch(path: Path, number: int, record: dict[str, object], keys: dict[str, int]) -> str:
+    """Like a CSV row with a field missing: a key left out (or misspelt) would score as empty."""
+    lacking = [k for k in keys if k not in record]
+    if lacking:
+        return (
+            f"{path}, line {number}: no {lacking[0]!r} key, which the first line has; give every "
+            "line the same keys (null for a missing value)"
+        )
+    extra = next(k for k in record if k not in keys)
+    return (
+        f"{path}, line {number}: key {extra!r} is not on the first line; give every line the "
+        "same keys (null for a missing value)"
+    )
 
 
 @dataclass
@@ -81,6 +105,7 @@ def _parse_table(path: Path, text: str, sep: str, quoting: Literal[0, 3], strict
     """Every row must have the header's number of fields: pandas would otherwise shift the
     columns of a row with one field too many (taking the first as an index) or pad a short
     one with blanks, and the scores would be wrong without a word."""
+    csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=strict
     )

@@ -13,8 +13,9 @@ import pandas as pd
 from asrfair import hookimpl
 from asrfair.corpus import Corpus
 from asrfair.errors import AsrfairError
+from asrfair.files import replacing
 from asrfair.registry import Register
-from asrfair.transcripts import read_table
+from asrfair.transcripts import FIELD_LIMIT, read_table
 
 CV_SPLITS = ("train", "dev", "test")
 # The columns of a Common Voice 17 TSV, in order.
@@ -41,6 +42,7 @@ def read_cv_tsv(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """A Common Voice TSV (unquoted: sentences may hold quotes). Malformed rows are counted."""
     notes: list[str] = []
     with path.open(encoding="utf-8", newline="") as handle:
+        csv.field_size_limit(FIELD_LIMIT)
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             header = next(reader)
@@ -127,9 +129,11 @@ def _materialise(audio: Any, out_dir: Path) -> str:
     if data:
         digest = hashlib.sha1(data).hexdigest()
         target = out_dir / f"{digest}{Path(path or '').suffix or '.wav'}"
-        if not target.is_file():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        # Named by its content: a file of the right size is that content, anything else (a
+        # write cut short) is written again, whole or not at all.
+        if not target.is_file() or target.stat().st_size != len(data):
+            with replacing(target) as tmp:
+                tmp.write_bytes(data)
         return str(target)
     return str(path or "")
 

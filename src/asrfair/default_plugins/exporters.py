@@ -115,7 +115,7 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\|*_$`])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\|*_$`~])")
 
 
 def markdown_escape(text: str) -> str:
@@ -123,7 +123,9 @@ def markdown_escape(text: str) -> str:
     labels into emphasis or maths, and ``<``/``>`` into HTML."""
     text = " ".join(text.splitlines())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    # "](" is what makes "[text](url)" and "![alt](url)" a link or an image; intervals such
+    # as "[11.0, 13.7]" stay as they are.
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("](", "\\](")
 
 
 _LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
@@ -138,10 +140,13 @@ def latex_escape(text: str) -> str:
     (``one_line``), as in Markdown: a blank line ends a paragraph, which is an error inside
     ``\caption`` (whose notes name groups) and ``\textbf``, and TeX refuses control
     characters."""
-    return "".join(
+    escaped = "".join(
         _LATEX_WORDS.get(char) or (f"\\{char}" if _LATEX_SPECIAL.fullmatch(char) else char)
         for char in one_line(text)
     )
+    # A cell that opens a row with "[" would be read as the optional argument of the previous
+    # row's "\\\\" ("Missing number"); braced, it is a bracket again.
+    return "{[}" + escaped[1:] if escaped.startswith("[") else escaped
 
 
 def _label(title: str) -> str:
