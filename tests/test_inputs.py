@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from asrfair.audio import write_clip
-from asrfair.audit import run_lock, score_predictions
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip, transcribe_to_file
+from asrfair.runs import run_lock, score_predictions
 from asrfair.score import COUNT_COLUMNS
 from conftest import (
     gender_rows,
@@ -87,7 +87,7 @@ def test_a_run_folder_is_held_by_one_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from asrfair.audit import run_lock\n"
+            "import sys, time; from pathlib import Path; from asrfair.runs import run_lock\n"
             "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
             str(out),
         ],
@@ -431,7 +431,7 @@ def test_damaged_stored_files_are_one_line_errors(tmp_path: Path) -> None:
     assert "not an asrfair report (no overall, groups, method)" in fail("report", str(run))
     (run / "metrics.json").write_bytes(b"\xff\xfe{")
     assert "not UTF-8" in fail("report", str(run))
-    from asrfair.audit import StageTimes
+    from asrfair.runs import StageTimes
 
     (run / "timings.json").write_text('{"invocations": [1]}')
     with pytest.raises(AsrfairError, match="not a list of stage timings; delete it"):
@@ -454,7 +454,8 @@ def test_markdown_and_latex_keep_links_and_brackets_literal() -> None:
     from asrfair.default_plugins.exporters import latex_escape, markdown_escape
 
     assert markdown_escape("[a](http://e.vil) ~~s~~") == "[a\\](http://e.vil) \\~\\~s\\~\\~"
-    assert latex_escape("[x] 1.0 [0.5, 2]") == "{[}x] 1.0 [0.5, 2]"  # a row may not start with "[" after "\\\\"
+    # A row may not open with "[" after the previous row's "\\\\"; brackets inside stay.
+    assert latex_escape("[x] 1.0 [0.5, 2]") == "{[}x] 1.0 [0.5, 2]"
 
 
 def test_a_cache_entry_copied_over_another_is_decoded_again(tmp_path: Path) -> None:

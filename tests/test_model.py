@@ -13,7 +13,8 @@ from asrfair import infer
 from asrfair.audio import load_clip, write_clip
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
-from asrfair.infer import Clip, Transcriber, done_ids, plan_batches, transcribe_to_file
+from asrfair.infer import Clip, Transcriber, plan_batches, transcribe_to_file
+from asrfair.runs import done_ids
 from asrfair.train import (
     CTCCollator,
     build_vocab,

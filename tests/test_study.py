@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -190,6 +192,28 @@ def test_compare_of_three_runs_gives_one_document_or_one_file_per_pair(
     assert "female--slow" in (tmp_path / "cmp.female--slow.md").read_text()
     refused = runner.invoke(app, ["compare", *paths, "--format", "csv"])
     assert refused.exit_code == 2 and "pass --out FILE.csv" in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "score"])
+def test_reading_a_finished_run_never_imports_the_model_stack(finished: Path, command: str) -> None:
+    """compare, report and score read JSON and JSONL; torch and transformers cost seconds."""
+    a, b = finished / "runs" / "male--slow", finished / "runs" / "female--slow"
+    args = {
+        "report": [str(a)],
+        "compare": [str(a), str(b), "--bootstrap", "200"],
+        "score": [str(a / "predictions.jsonl"), "--bootstrap", "200"],
+    }[command]
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom asrfair.cli import app\n"
+        "result = CliRunner().invoke(app, sys.argv[1:])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, command, *args], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_compare_refuses_runs_with_different_test_sets(finished: Path, tmp_path: Path) -> None:

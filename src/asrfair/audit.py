@@ -9,30 +9,34 @@ rank 0 alone writes the directory.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 
 from asrfair import __version__, files, plugins
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
-from asrfair.errors import AsrfairError, read_json
+from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
-from asrfair.infer import Clip, Transcriber, done_ids, iter_records, pick_device, transcribe_to_file
+from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
-from asrfair.score import COUNT_COLUMNS, ScoreTable, utterance_counts
+from asrfair.runs import (
+    StageTimes,
+    check_run_dir,
+    done_ids,
+    group_columns,
+    merge_shards,
+    run_lock,
+    score_predictions,
+    write_outputs,
+)
+from asrfair.score import COUNT_COLUMNS, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
@@ -119,100 +123,6 @@ def versions() -> dict[str, str]:
         "datasets": datasets.__version__,
         "python": platform.python_version(),
     }
-
-
-@contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold a run folder for one process: two audits writing one folder would each append
-    every prediction, and the run would count each utterance twice. The lock sits beside the
-    folder (it must not make a new folder look non-empty) and names its holder. The path is
-    resolved first, so a symlink to the folder takes the same lock."""
-    out = out.resolve()
-    if not out.name:
-        raise AsrfairError(f"--out {out}: give a folder for the run, not the root")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = out.with_name(f".{out.name}.asrfair-lock")
-    owner_path = lock_path.with_suffix(".owner")
-    lock = FileLock(lock_path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        holder = owner_path.read_text(encoding="utf-8").strip() if owner_path.is_file() else "?"
-        raise AsrfairError(
-            f"--out {out} is in use by another asrfair process ({holder}); wait for it to "
-            "finish, or choose another --out"
-        ) from None
-    try:
-        owner_path.write_text(
-            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            encoding="utf-8",
-        )
-        yield
-    finally:
-        owner_path.unlink(missing_ok=True)
-        lock.release()
-
-
-class StageTimes:
-    """Seconds per stage, summed over every invocation of a run: a resumed run's report must
-    not say ``train_s 0.0`` because this invocation found the model already trained. Each
-    finished stage is added to ``timings.json`` at once; the part of a stage that a crash cut
-    short is not counted."""
-
-    def __init__(self, out: Path, *, enabled: bool = True) -> None:
-        self.path, self.enabled = out / "timings.json", enabled
-        fix = "delete it to restart the count"
-        stored = read_json(self.path, fix) if self.path.is_file() else {"invocations": []}
-        runs = stored.get("invocations") if isinstance(stored, dict) else None
-        valid = isinstance(runs, list) and all(
-            isinstance(r, dict) and all(isinstance(v, int | float) for v in r.values())
-            for r in runs
-        )
-        if not valid or not isinstance(runs, list):
-            raise AsrfairError(f"{self.path}: not a list of stage timings; {fix}")
-        self.runs: list[dict[str, float]] = [*runs, {}]
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.runs[-1][name] = round(time.perf_counter() - start, 2)
-        if self.enabled:
-            files.write_json(self.path, {"invocations": self.runs})
-
-    def totals(self) -> dict[str, float]:
-        names = dict.fromkeys(k for run in self.runs for k in run)
-        totals: dict[str, float] = {
-            n: round(sum(r.get(n, 0.0) for r in self.runs), 2) for n in names
-        }
-        totals["invocations"] = len(self.runs)
-        return totals
-
-
-def check_run_dir(out: Path, options: AuditOptions, resume: bool) -> None:
-    """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
-    config_path = out / "config.json"
-    if out.exists() and not out.is_dir():
-        raise AsrfairError(f"--out {out} is a file; give a folder for the run")
-    if not config_path.is_file():
-        if out.exists() and any(out.iterdir()) and not resume:
-            raise AsrfairError(
-                f"--out {out} exists and is not an asrfair run; choose another --out"
-            )
-        return
-    config = read_json(config_path, "remove the folder, or choose another --out")
-    stored = config.get("options", {}) if isinstance(config, dict) else {}
-    current = json.loads(json.dumps(options.identity()))
-    if not resume:
-        raise AsrfairError(
-            f"--out {out} already holds a run; add --resume to continue it, or choose another --out"
-        )
-    differs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-    if differs:
-        raise AsrfairError(
-            f"--resume: {out} was made with other options ({', '.join(differs)} differ); "
-            "use the same options or another --out"
-        )
 
 
 def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
@@ -326,11 +236,6 @@ def _feat_extract_norm(model: str) -> str:
         raise model_load_error(model, RuntimeError("config.json could not be read")) from None
 
 
-def group_columns(groups: tuple[str, ...]) -> list[str]:
-    """The corpus columns behind the groupings (``gender*age`` needs gender and age)."""
-    return list(dict.fromkeys(part for g in groups for part in g.split("*")))
-
-
 def _transcribe(
     model_path: str,
     settings: RunSettings,
@@ -369,7 +274,7 @@ def _transcribe(
     )
     state.wait_for_everyone()
     if world > 1 and state.is_main_process:
-        _merge_shards(settings.out, world)
+        merge_shards(settings.out, world)
     return merged
 
 
@@ -379,66 +284,6 @@ def _record(row: dict[str, Any], hyp: str, columns: list[str]) -> dict[str, Any]
     record.update({c: row[c] for c in columns})
     record.update(dict(zip(COUNT_COLUMNS, counts, strict=True)))
     return record
-
-
-def _merge_shards(out: Path, world: int) -> None:
-    """Fold each rank's predictions into predictions.jsonl, first record per id kept; the
-    merged file replaces the old one whole, so a failure leaves both it and the shards."""
-    merged = out / "predictions.jsonl"
-    shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
-    lines = files.read_lines(merged) if merged.is_file() else []
-    seen = done_ids(merged)
-    for shard in (s for s in shards if s.is_file()):
-        for record in iter_records(shard):
-            if record["id"] not in seen:
-                seen.add(record["id"])
-                lines.append(json.dumps(record, ensure_ascii=False))
-    files.write_text(merged, "".join(f"{line}\n" for line in lines if line.strip()))
-    for shard in shards:
-        shard.unlink(missing_ok=True)
-
-
-def score_predictions(
-    path: Path, groups: tuple[str, ...], test_ids: set[str] | None = None
-) -> ScoreTable:
-    """The ScoreTable of a run, from its predictions.jsonl alone (counts were stored there).
-
-    With ``test_ids``, predictions of utterances outside the test split (a clip that became
-    unreadable before a ``--resume``) are left out and counted in ``table.notes``.
-    """
-    records = pd.DataFrame(list(iter_records(path)))
-    columns = ["id", "speaker", "ref", "hyp", *group_columns(groups), *COUNT_COLUMNS]
-    missing = [c for c in columns if c not in records.columns]
-    if missing:
-        raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")
-    records["id"] = records["id"].astype(str)
-    repeated = records["id"][records["id"].duplicated()]
-    if not repeated.empty:
-        raise AsrfairError(
-            f"{path}: utterance {repeated.iloc[0]!r} is predicted more than once "
-            f"({repeated.nunique():,} such ids), so every rate would count it twice; rerun the "
-            "audit with a new --out"
-        )
-    counts = records[list(COUNT_COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    if counts.isna().any().any() or (counts < 0).any().any():
-        row = int(np.flatnonzero((counts.isna() | (counts < 0)).any(axis=1))[0])
-        raise AsrfairError(
-            f"{path}: the counts of utterance {records['id'].iloc[row]!r} are not non-negative "
-            "numbers; the predictions file is damaged: delete that line and rerun with --resume"
-        )
-    records[list(COUNT_COLUMNS)] = counts.astype(np.int64)
-    notes = []
-    if test_ids is not None:
-        outside = ~records["id"].isin(test_ids)
-        if outside.any():
-            notes.append(
-                f"left out {int(outside.sum()):,} prediction(s) of utterances no longer in the "
-                f"test split (e.g. {records['id'][outside].iloc[0]}; a clip that became "
-                "unreadable is skipped)"
-            )
-            records = records.loc[~outside]
-    frame = records[columns].sort_values("id").reset_index(drop=True)
-    return ScoreTable(frame, tuple(groups), tuple(notes))
 
 
 def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
@@ -458,7 +303,7 @@ def _run_audit(
 ) -> Report | None:
     out = settings.out
     if state.is_main_process:
-        check_run_dir(out, options, settings.resume)
+        check_run_dir(out, options.identity(), settings.resume)
         out.mkdir(parents=True, exist_ok=True)
         files.write_json(
             out / "config.json",
@@ -528,14 +373,5 @@ def _report(
         "timings": timings,
     }
     report.kind = "audit"
-    _write_outputs(report, settings.out)
+    write_outputs(report, settings.out)
     return report
-
-
-def _write_outputs(report: Report, out: Path) -> None:
-    files.write_json(out / "metrics.json", report.data)
-    exporters = plugins.exporters()
-    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-        rendered = exporters.get(name)(report)
-        if isinstance(rendered, str):
-            files.write_text(out / f"report.{suffix}", rendered)

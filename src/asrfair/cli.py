@@ -401,7 +401,8 @@ def report_command(
     out: OutOpt = None,
 ) -> None:
     """Re-render a finished run or study from its stored metrics; nothing is recomputed."""
-    from asrfair.study import load_stored_report, write_plots
+    from asrfair.runs import load_stored_report
+    from asrfair.study import write_plots
 
     with user_errors():
         report = load_stored_report(path)

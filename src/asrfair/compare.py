@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from asrfair import __version__
-from asrfair.errors import AsrfairError, read_json
+from asrfair.errors import AsrfairError
 from asrfair.metrics import MetricContext
 from asrfair.report import Report
+from asrfair.runs import load_run
 from asrfair.score import ScoreTable
 from asrfair.stats import StatsConfig, paired
 
@@ -101,35 +102,6 @@ def build_compare_report(
         "config": {"asrfair_version": __version__, **(config or {})},
     }
     return Report("compare", data)
-
-
-def load_run(folder: Path) -> tuple[ScoreTable, dict[str, Any]]:
-    """A finished audit run's ScoreTable and config; a half-written folder says what is missing."""
-    from asrfair.audit import score_predictions
-
-    missing = [
-        n
-        for n in ("config.json", "predictions.jsonl", "splits/test.txt")
-        if not (folder / n).is_file()
-    ]
-    if missing:
-        raise AsrfairError(f"{folder}: not a finished asrfair run; missing {', '.join(missing)}")
-    config = read_json(folder / "config.json", "the run folder is damaged; rerun the audit")
-    options = config.get("options") if isinstance(config, dict) else None
-    if not isinstance(options, dict) or not isinstance(options.get("groups"), list):
-        raise AsrfairError(
-            f"{folder / 'config.json'}: no options.groups; the run folder is damaged, rerun "
-            "the audit"
-        )
-    expected = set((folder / "splits" / "test.txt").read_text(encoding="utf-8").split())
-    table = score_predictions(folder / "predictions.jsonl", tuple(options["groups"]), expected)
-    have = set(table.frame["id"])
-    if have != expected:
-        raise AsrfairError(
-            f"{folder}: predictions.jsonl covers {len(have):,} of {len(expected):,} test "
-            "utterances; finish it with asrfair audit --resume"
-        )
-    return table, config
 
 
 def compare_runs(folder_a: Path, folder_b: Path, cfg: StatsConfig) -> Report:

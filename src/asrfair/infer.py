@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import torch
 from asrfair.audio import load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
-from asrfair.files import is_out_of_space, out_of_space, read_lines
+from asrfair.files import is_out_of_space, out_of_space
+from asrfair.runs import done_ids, drop_partial_line
 
 RATE = 16_000
 
@@ -159,19 +160,6 @@ def _with_oom_halving(
         )
 
 
-def done_ids(path: Path) -> set[str]:
-    """Ids already in a predictions file; a half-written last line is ignored."""
-    if not path.is_file():
-        return set()
-    ids = set()
-    for line in read_lines(path):
-        try:
-            ids.add(str(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    return ids
-
-
 def transcribe_to_file(
     transcribe: Callable[[Sequence[np.ndarray]], list[str]],
     clips: Sequence[Clip],
@@ -191,7 +179,7 @@ def transcribe_to_file(
     finished = done_ids(out)
     todo = [c for c in clips if c.id not in finished]
     batches = plan_batches(todo, batch_seconds)[shard[0] :: shard[1]]
-    _drop_partial_line(out)
+    drop_partial_line(out)
     written = 0
     try:
         with (
@@ -216,37 +204,8 @@ def transcribe_to_file(
     except OSError as exc:
         if not is_out_of_space(exc):
             raise
-        _drop_partial_line(out)
+        drop_partial_line(out)
         raise out_of_space(
             out, f"the {len(done_ids(out)):,} finished predictions are kept; add --resume"
         ) from None
     return written
-
-
-def _drop_partial_line(path: Path) -> None:
-    """A run killed mid-write leaves a line without its newline; cut it before appending."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a predictions file; a damaged line is a one-line error naming it."""
-    for number, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AsrfairError(
-                f"{path}, line {number}: not valid JSON ({exc.msg}); the predictions file is "
-                "damaged: delete that line and rerun with --resume"
-            ) from None
-        if not isinstance(record, dict) or "id" not in record:
-            raise AsrfairError(
-                f"{path}, line {number}: not a prediction record; delete that line and rerun "
-                "with --resume"
-            )
-        yield record

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from asrfair import __version__, files, plugins
-from asrfair.errors import AsrfairError, read_json
+from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.report import Report
 from asrfair.stats import StatsConfig
@@ -298,37 +298,6 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
                 written += plot_run_groups(with_method, run_dir / "group_wer")
         return written
     return plot_run_groups(report.data, folder / "group_wer")
-
-
-def load_stored_report(path: Path) -> Report:
-    """A finished study (study.json) or run (metrics.json); else say what is missing."""
-    if (path / "study.json").is_file():
-        fix = "run the study again to rewrite it"
-        data = read_json(path / "study.json", fix)
-        _require(data, ("runs", "method"), path / "study.json", fix)
-        return Report("study", data)
-    if (path / "metrics.json").is_file():
-        fix = f"rewrite it with asrfair audit --resume --out {path}"
-        data = read_json(path / "metrics.json", fix)
-        _require(data, ("overall", "groups", "method"), path / "metrics.json", fix)
-        return Report("audit" if "run" in data else "score", data)
-    if not path.is_dir():
-        raise AsrfairError(f"{path}: no such run or study folder")
-    have = {p.name for p in path.iterdir()}
-    expected = ["config.json", "splits", "model", "predictions.jsonl", "metrics.json"]
-    missing = [n for n in expected if n not in have]
-    raise AsrfairError(
-        f"{path}: no metrics.json or study.json, so nothing to report; missing: "
-        f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
-    )
-
-
-def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:
-    """A stored report must have its top-level sections; an edited or foreign JSON file is a
-    one-line error, not a KeyError while rendering (or an empty report that exits 0)."""
-    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise AsrfairError(f"{path}: not an asrfair report (no {', '.join(missing)}); {fix}")
 
 
 def _stats_config(path: Path, raw: dict[str, Any], seed: int) -> StatsConfig:

@@ -1,0 +1,296 @@
+"""The run folder on disk, owned by one module: its lock, its identity check, predictions
+JSONL (read, resumed, merged across ranks), scores from stored predictions, the outputs writer,
+and loading finished runs and stored reports.
+
+Nothing here imports torch or transformers, so ``compare`` and ``report`` read a finished run
+without paying for the model stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from asrfair import files, plugins
+from asrfair.errors import AsrfairError, read_json
+from asrfair.files import read_lines
+from asrfair.report import Report
+from asrfair.score import COUNT_COLUMNS, ScoreTable
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold a run folder for one process: two audits writing one folder would each append
+    every prediction, and the run would count each utterance twice. The lock sits beside the
+    folder (it must not make a new folder look non-empty) and names its holder. The path is
+    resolved first, so a symlink to the folder takes the same lock."""
+    out = out.resolve()
+    if not out.name:
+        raise AsrfairError(f"--out {out}: give a folder for the run, not the root")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(f".{out.name}.asrfair-lock")
+    owner_path = lock_path.with_suffix(".owner")
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner_path.read_text(encoding="utf-8").strip() if owner_path.is_file() else "?"
+        raise AsrfairError(
+            f"--out {out} is in use by another asrfair process ({holder}); wait for it to "
+            "finish, or choose another --out"
+        ) from None
+    try:
+        owner_path.write_text(
+            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            encoding="utf-8",
+        )
+        yield
+    finally:
+        owner_path.unlink(missing_ok=True)
+        lock.release()
+
+
+class StageTimes:
+    """Seconds per stage, summed over every invocation of a run: a resumed run's report must
+    not say ``train_s 0.0`` because this invocation found the model already trained. Each
+    finished stage is added to ``timings.json`` at once; the part of a stage that a crash cut
+    short is not counted."""
+
+    def __init__(self, out: Path, *, enabled: bool = True) -> None:
+        self.path, self.enabled = out / "timings.json", enabled
+        fix = "delete it to restart the count"
+        stored = read_json(self.path, fix) if self.path.is_file() else {"invocations": []}
+        runs = stored.get("invocations") if isinstance(stored, dict) else None
+        valid = isinstance(runs, list) and all(
+            isinstance(r, dict) and all(isinstance(v, int | float) for v in r.values())
+            for r in runs
+        )
+        if not valid or not isinstance(runs, list):
+            raise AsrfairError(f"{self.path}: not a list of stage timings; {fix}")
+        self.runs: list[dict[str, float]] = [*runs, {}]
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.runs[-1][name] = round(time.perf_counter() - start, 2)
+        if self.enabled:
+            files.write_json(self.path, {"invocations": self.runs})
+
+    def totals(self) -> dict[str, float]:
+        names = dict.fromkeys(k for run in self.runs for k in run)
+        totals: dict[str, float] = {
+            n: round(sum(r.get(n, 0.0) for r in self.runs), 2) for n in names
+        }
+        totals["invocations"] = len(self.runs)
+        return totals
+
+
+def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
+    """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
+    config_path = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise AsrfairError(f"--out {out} is a file; give a folder for the run")
+    if not config_path.is_file():
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise AsrfairError(
+                f"--out {out} exists and is not an asrfair run; choose another --out"
+            )
+        return
+    config = read_json(config_path, "remove the folder, or choose another --out")
+    stored = config.get("options", {}) if isinstance(config, dict) else {}
+    current = json.loads(json.dumps(identity))
+    if not resume:
+        raise AsrfairError(
+            f"--out {out} already holds a run; add --resume to continue it, or choose another --out"
+        )
+    differs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if differs:
+        raise AsrfairError(
+            f"--resume: {out} was made with other options ({', '.join(differs)} differ); "
+            "use the same options or another --out"
+        )
+
+
+def group_columns(groups: tuple[str, ...]) -> list[str]:
+    """The corpus columns behind the groupings (``gender*age`` needs gender and age)."""
+    return list(dict.fromkeys(part for g in groups for part in g.split("*")))
+
+
+def merge_shards(out: Path, world: int) -> None:
+    """Fold each rank's predictions into predictions.jsonl, first record per id kept; the
+    merged file replaces the old one whole, so a failure leaves both it and the shards."""
+    merged = out / "predictions.jsonl"
+    shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
+    lines = files.read_lines(merged) if merged.is_file() else []
+    seen = done_ids(merged)
+    for shard in (s for s in shards if s.is_file()):
+        for record in iter_records(shard):
+            if record["id"] not in seen:
+                seen.add(record["id"])
+                lines.append(json.dumps(record, ensure_ascii=False))
+    files.write_text(merged, "".join(f"{line}\n" for line in lines if line.strip()))
+    for shard in shards:
+        shard.unlink(missing_ok=True)
+
+
+def score_predictions(
+    path: Path, groups: tuple[str, ...], test_ids: set[str] | None = None
+) -> ScoreTable:
+    """The ScoreTable of a run, from its predictions.jsonl alone (counts were stored there).
+
+    With ``test_ids``, predictions of utterances outside the test split (a clip that became
+    unreadable before a ``--resume``) are left out and counted in ``table.notes``.
+    """
+    records = pd.DataFrame(list(iter_records(path)))
+    columns = ["id", "speaker", "ref", "hyp", *group_columns(groups), *COUNT_COLUMNS]
+    missing = [c for c in columns if c not in records.columns]
+    if missing:
+        raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")
+    records["id"] = records["id"].astype(str)
+    repeated = records["id"][records["id"].duplicated()]
+    if not repeated.empty:
+        raise AsrfairError(
+            f"{path}: utterance {repeated.iloc[0]!r} is predicted more than once "
+            f"({repeated.nunique():,} such ids), so every rate would count it twice; rerun the "
+            "audit with a new --out"
+        )
+    counts = records[list(COUNT_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    if counts.isna().any().any() or (counts < 0).any().any():
+        row = int(np.flatnonzero((counts.isna() | (counts < 0)).any(axis=1))[0])
+        raise AsrfairError(
+            f"{path}: the counts of utterance {records['id'].iloc[row]!r} are not non-negative "
+            "numbers; the predictions file is damaged: delete that line and rerun with --resume"
+        )
+    records[list(COUNT_COLUMNS)] = counts.astype(np.int64)
+    notes = []
+    if test_ids is not None:
+        outside = ~records["id"].isin(test_ids)
+        if outside.any():
+            notes.append(
+                f"left out {int(outside.sum()):,} prediction(s) of utterances no longer in the "
+                f"test split (e.g. {records['id'][outside].iloc[0]}; a clip that became "
+                "unreadable is skipped)"
+            )
+            records = records.loc[~outside]
+    frame = records[columns].sort_values("id").reset_index(drop=True)
+    return ScoreTable(frame, tuple(groups), tuple(notes))
+
+
+def done_ids(path: Path) -> set[str]:
+    """Ids already in a predictions file; a half-written last line is ignored."""
+    if not path.is_file():
+        return set()
+    ids = set()
+    for line in read_lines(path):
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def drop_partial_line(path: Path) -> None:
+    """A run killed mid-write leaves a line without its newline; cut it before appending."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a predictions file; a damaged line is a one-line error naming it."""
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AsrfairError(
+                f"{path}, line {number}: not valid JSON ({exc.msg}); the predictions file is "
+                "damaged: delete that line and rerun with --resume"
+            ) from None
+        if not isinstance(record, dict) or "id" not in record:
+            raise AsrfairError(
+                f"{path}, line {number}: not a prediction record; delete that line and rerun "
+                "with --resume"
+            )
+        yield record
+
+
+def load_run(folder: Path) -> tuple[ScoreTable, dict[str, Any]]:
+    """A finished audit run's ScoreTable and config; a half-written folder says what is missing."""
+    missing = [
+        n
+        for n in ("config.json", "predictions.jsonl", "splits/test.txt")
+        if not (folder / n).is_file()
+    ]
+    if missing:
+        raise AsrfairError(f"{folder}: not a finished asrfair run; missing {', '.join(missing)}")
+    config = read_json(folder / "config.json", "the run folder is damaged; rerun the audit")
+    options = config.get("options") if isinstance(config, dict) else None
+    if not isinstance(options, dict) or not isinstance(options.get("groups"), list):
+        raise AsrfairError(
+            f"{folder / 'config.json'}: no options.groups; the run folder is damaged, rerun "
+            "the audit"
+        )
+    expected = set((folder / "splits" / "test.txt").read_text(encoding="utf-8").split())
+    table = score_predictions(folder / "predictions.jsonl", tuple(options["groups"]), expected)
+    have = set(table.frame["id"])
+    if have != expected:
+        raise AsrfairError(
+            f"{folder}: predictions.jsonl covers {len(have):,} of {len(expected):,} test "
+            "utterances; finish it with asrfair audit --resume"
+        )
+    return table, config
+
+
+def load_stored_report(path: Path) -> Report:
+    """A finished study (study.json) or run (metrics.json); else say what is missing."""
+    if (path / "study.json").is_file():
+        fix = "run the study again to rewrite it"
+        data = read_json(path / "study.json", fix)
+        _require(data, ("runs", "method"), path / "study.json", fix)
+        return Report("study", data)
+    if (path / "metrics.json").is_file():
+        fix = f"rewrite it with asrfair audit --resume --out {path}"
+        data = read_json(path / "metrics.json", fix)
+        _require(data, ("overall", "groups", "method"), path / "metrics.json", fix)
+        return Report("audit" if "run" in data else "score", data)
+    if not path.is_dir():
+        raise AsrfairError(f"{path}: no such run or study folder")
+    have = {p.name for p in path.iterdir()}
+    expected = ["config.json", "splits", "model", "predictions.jsonl", "metrics.json"]
+    missing = [n for n in expected if n not in have]
+    raise AsrfairError(
+        f"{path}: no metrics.json or study.json, so nothing to report; missing: "
+        f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
+    )
+
+
+def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:
+    """A stored report must have its top-level sections; an edited or foreign JSON file is a
+    one-line error, not a KeyError while rendering (or an empty report that exits 0)."""
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise AsrfairError(f"{path}: not an asrfair report (no {', '.join(missing)}); {fix}")
+
+
+def write_outputs(report: Report, out: Path) -> None:
+    files.write_json(out / "metrics.json", report.data)
+    exporters = plugins.exporters()
+    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+        rendered = exporters.get(name)(report)
+        if isinstance(rendered, str):
+            files.write_text(out / f"report.{suffix}", rendered)
