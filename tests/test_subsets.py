@@ -79,3 +79,10 @@ def test_subset_errors_are_clear(meta: pd.DataFrame) -> None:
         AsrfairError, match="needs a 'age' column; columns are: id, gender, accents"
     ):
         select_subset(meta, "age=twenties")
+
+
+@pytest.mark.parametrize("spec", ["half:foo", "all:1", "female:x", "male:0.5"])
+def test_subsets_without_an_argument_refuse_one(meta: pd.DataFrame, spec: str) -> None:
+    name = spec.partition(":")[0]
+    with pytest.raises(AsrfairError, match=f"'{name}' takes no argument; write {name}"):
+        select_subset(meta, spec)

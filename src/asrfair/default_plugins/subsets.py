@@ -19,7 +19,14 @@ def _column(table: pd.DataFrame, column: str, subset: str) -> pd.Series:
     return table[column]
 
 
+def _no_argument(name: str, arg: str | None) -> None:
+    """``half:foo`` is a typo, not a request: a subset that takes no argument says so."""
+    if arg is not None:
+        raise AsrfairError(f"subset '{name}:{arg}': {name!r} takes no argument; write {name}")
+
+
 def all_rows(arg: str | None) -> Selector:
+    _no_argument("all", arg)
     return lambda table, seed: np.ones(len(table), dtype=bool)
 
 
@@ -43,11 +50,14 @@ def fraction(arg: str | None) -> Selector:
 
 
 def half(arg: str | None) -> Selector:
+    _no_argument("half", arg)
     return fraction("0.5")
 
 
 def gender(value: str) -> object:
     def factory(arg: str | None) -> Selector:
+        _no_argument(value, arg)
+
         def select(table: pd.DataFrame, seed: int) -> np.ndarray:
             column = _column(table, "gender", value)
             return (canonical_genders(column) == value).to_numpy()
