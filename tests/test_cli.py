@@ -310,8 +310,14 @@ def test_plugins_command_lists_builtins_and_the_example_plugin() -> None:
     assert rows["agebuckets"]["package"] == "asrfair-agebuckets"
     assert rows["agebuckets"]["version"] == "0.1.0"
     assert rows["agebuckets"]["hooks"] == ["register_metrics", "register_subsets"]
+    assert {
+        "kind": "metric",
+        "name": "ser",
+        "help": "sentence error rate with speaker intervals",
+    } in (rows["agebuckets"]["registers"])
     table = runner.invoke(app, ["plugins"]).stdout
     assert "asrfair-agebuckets" in table
+    assert "│ metric ser " in table and "sentence error rate with speaker intervals" in table
 
 
 def test_example_plugin_metric_is_usable_from_score(gender_csv: Path) -> None:

@@ -722,10 +722,20 @@ def plugins_command(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="asrfair plugins", title_justify="left")
-    for column in ("name", "package", "version", "hooks"):
+    for column in ("plugin", "package", "version", "registers", "help"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["package"], row["version"], ", ".join(row["hooks"]))
+        names = row["registers"] or [{"kind": "hooks", "name": ", ".join(row["hooks"]), "help": ""}]
+        for i, entry in enumerate(names):
+            first = i == 0
+            table.add_row(
+                row["name"] if first else "",
+                row["package"] if first else "",
+                row["version"] if first else "",
+                f"{entry['kind']} {entry['name']}",
+                entry["help"],
+                end_section=i == len(names) - 1,
+            )
     print_uncut(table)
 
 

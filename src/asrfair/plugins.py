@@ -170,5 +170,30 @@ def plugin_info() -> list[dict[str, Any]]:
             continue
         package, version = loaded.distributions.get(name, ("asrfair", __version__))
         hooks = sorted(caller.name for caller in loaded.pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "package": package, "version": version, "hooks": hooks})
+        rows.append(
+            {
+                "name": name,
+                "package": package,
+                "version": version,
+                "hooks": hooks,
+                "registers": registered_by(name),
+            }
+        )
     return rows
+
+
+def registered_by(plugin: str) -> list[dict[str, str]]:
+    """What one plugin put in each name table, with the help text it gave."""
+    tables: dict[str, Registry[Any]] = {
+        "dataset": datasets(),
+        "normalizer": normalizers(),
+        "subset": subsets(),
+        "metric": metrics(),
+        "exporter": exporters(),
+    }
+    return [
+        {"kind": kind, "name": entry.name, "help": entry.help}
+        for kind, registry in tables.items()
+        for entry in registry.entries()
+        if entry.plugin == plugin
+    ]
