@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from asrfair.metrics import run_metrics
-from asrfair.score import score, utterance_counts
+from asrfair.scoring import score, utterance_counts
 from asrfair.stats import StatsConfig, unit_sums
 from asrfair.text import identity
 

@@ -20,7 +20,7 @@ from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip, transcribe_to_file
 from asrfair.runs import run_lock, score_predictions
-from asrfair.score import COUNT_COLUMNS
+from asrfair.scoring import COUNT_COLUMNS
 from conftest import (
     gender_rows,
     make_cv_release,

@@ -19,7 +19,7 @@ from asrfair import cli, hookimpl, plugins
 from asrfair.corpus import load_corpus
 from asrfair.errors import AsrfairError
 from asrfair.metrics import run_metrics
-from asrfair.score import score
+from asrfair.scoring import score
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
 from asrfair.text import identity

@@ -47,7 +47,7 @@ from asrfair.default_plugins.exporters import (
 from asrfair.errors import AsrfairError
 from asrfair.metrics import run_metrics
 from asrfair.report import Report, report_tables
-from asrfair.score import RESERVED, score
+from asrfair.scoring import RESERVED, score
 from asrfair.stats import StatsConfig
 from asrfair.text import identity
 from asrfair.transcripts import IDS_FROM_LINES, load_transcripts, read_table

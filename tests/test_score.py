@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from asrfair.score import edit_counts, score, utterance_counts
+from asrfair.scoring import edit_counts, score, utterance_counts
 from asrfair.text import identity
 from conftest import LVC
 

@@ -1,6 +1,11 @@
 """asrfair: does an ASR model serve some speakers worse than others?
 
-Plugins import ``hookimpl`` from here, as they would from any pluggy host.
+    import asrfair
+    result = asrfair.score(frame, groups=["gender"], speaker="client_id")
+    result.by_group      # a DataFrame: one row per group, rates with interval ends
+
+Plugins import ``hookimpl`` from here, as they would from any pluggy host. The Python API is
+loaded on first use, so a plugin importing ``hookimpl`` pays nothing for it.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -14,4 +19,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 hookimpl = pluggy.HookimplMarker("asrfair")
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["ScoreResult", "__version__", "hookimpl", "score"]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("score", "ScoreResult"):
+        from asrfair import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'asrfair' has no attribute {name!r}")

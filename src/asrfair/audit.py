@@ -36,7 +36,7 @@ from asrfair.runs import (
     score_predictions,
     write_outputs,
 )
-from asrfair.score import COUNT_COLUMNS, utterance_counts
+from asrfair.scoring import COUNT_COLUMNS, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
@@ -127,7 +127,7 @@ def versions() -> dict[str, str]:
 
 def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """Utterances, speakers and hours per group: the training subset's size, for the report."""
-    from asrfair.score import group_labels
+    from asrfair.scoring import group_labels
 
     out: dict[str, list[dict[str, Any]]] = {}
     for grouping in groups:

@@ -22,9 +22,9 @@ from asrfair.console import stderr
 from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
-from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.metrics import DEFAULT_METRICS
 from asrfair.report import Report
-from asrfair.score import ScoreTable, score
+from asrfair.scoring import ScoreTable, score
 from asrfair.stats import StatsConfig
 from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts
 
@@ -289,23 +289,30 @@ def score_command(
     out: OutOpt = None,
 ) -> None:
     """Score transcripts from any ASR system: WER/CER overall and per group, with gaps."""
+    from asrfair import api
+
     with user_errors():
-        groupings = split_groups(groups)
-        columns = _columns(ref_col, hyp_col, id_col, speaker_col)
         plugins.exporters().get(fmt, option="--format")  # fail before the work, not after
         check_out(out, [file])
-        cfg = StatsConfig(
-            bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
+        result = api.score(
+            file,
+            groups=split_groups(groups),
+            ref=ref_col,
+            hyp=hyp_col,
+            id=id_col,
+            speaker=speaker_col,
+            normalizer=normalizer,
+            metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+            bootstrap=bootstrap,
+            permutations=permutations,
+            seed=seed,
+            confidence=confidence,
+            min_speakers=min_speakers,
+            interval=interval,
+            p_adjust=p_adjust,
+            gaps=gaps,
         )
-        table = _score_file(file, columns, groupings, normalizer)
-        names = [m.strip() for m in metrics.split(",") if m.strip()]
-        config = {
-            "input": str(file),
-            "columns": _columns_dict(columns),
-            "normalizer": normalizer,
-            "groups": groupings,
-        }
-        emit(run_metrics(table, cfg, names, config=config), fmt, out)
+        emit(result.report, fmt, out)
 
 
 def _columns_dict(columns: Columns) -> dict[str, str]:

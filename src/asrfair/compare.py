@@ -18,7 +18,7 @@ from asrfair.errors import AsrfairError
 from asrfair.metrics import MetricContext
 from asrfair.report import Report
 from asrfair.runs import load_run
-from asrfair.score import ScoreTable
+from asrfair.scoring import ScoreTable
 from asrfair.stats import StatsConfig, paired
 
 

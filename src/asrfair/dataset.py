@@ -19,7 +19,7 @@ from asrfair import __version__
 from asrfair.audio import quiet_worker
 from asrfair.corpus import Corpus, drop_empty_groups, load_corpus, normalise_sentences
 from asrfair.report import Report
-from asrfair.score import group_labels
+from asrfair.scoring import group_labels
 from asrfair.split import Split, make_split
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from asrfair import __version__, plugins
 from asrfair.report import Report
-from asrfair.score import ScoreTable, group_labels
+from asrfair.scoring import ScoreTable, group_labels
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
 Metric = Callable[["MetricContext"], None]

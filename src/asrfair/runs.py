@@ -25,7 +25,7 @@ from asrfair import files, plugins
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
 from asrfair.report import Report
-from asrfair.score import COUNT_COLUMNS, ScoreTable
+from asrfair.scoring import COUNT_COLUMNS, ScoreTable
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import pandas as pd
 
 from asrfair import files
 from asrfair.errors import AsrfairError
-from asrfair.score import group_labels
+from asrfair.scoring import group_labels
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -186,10 +186,10 @@ def read_table(path: Path) -> pd.DataFrame:
     return _read_table(path, text, "\t" if kind == "tsv" else ",")
 
 
-def _require(path: Path, frame: pd.DataFrame, column: str, option: str) -> None:
+def _require(source: str, frame: pd.DataFrame, column: str, option: str) -> None:
     if column not in frame.columns:
         have = ", ".join(map(str, frame.columns))
-        raise AsrfairError(f"{path}: no column {column!r} ({option}); columns are: {have}")
+        raise AsrfairError(f"{source}: no column {column!r} ({option}); columns are: {have}")
 
 
 def _line_of(path: Path, index: int) -> int:
@@ -201,38 +201,58 @@ def load_transcripts(
     path: Path, columns: Columns = Columns(), groupings: Sequence[str] = ()
 ) -> pd.DataFrame:
     """A frame with ``id``, ``ref``, ``hyp``, maybe ``speaker``, and the grouping columns."""
-    frame = read_table(path)
-    _require(path, frame, columns.ref, "--ref-col")
-    _require(path, frame, columns.hyp, "--hyp-col")
+    return select_columns(
+        read_table(path), columns, groupings, source=str(path), line=lambda i: _line_of(path, i)
+    )
+
+
+def select_columns(
+    frame: pd.DataFrame,
+    columns: Columns = Columns(),
+    groupings: Sequence[str] = (),
+    *,
+    source: str = "data",
+    line: Callable[[int], int] | None = None,
+) -> pd.DataFrame:
+    """asrfair's columns taken from a table read from a file or handed in from Python.
+
+    ``line(i)`` names the file line of row ``i`` in messages; without it rows are named by
+    their position, and ids default to it.
+    """
+    where = line or (lambda i: i)
+    noun = "lines" if line else "rows"
+    frame = frame.reset_index(drop=True)
+    _require(source, frame, columns.ref, "--ref-col")
+    _require(source, frame, columns.hyp, "--hyp-col")
     out = pd.DataFrame(index=frame.index)
     if columns.id in frame.columns or "id" in columns.explicit:
-        _require(path, frame, columns.id, "--id-col")
+        _require(source, frame, columns.id, "--id-col")
         out["id"] = frame[columns.id].astype(str)
-    else:  # no id column and none asked for: ids are the file's line numbers
-        out["id"] = [f"line-{_line_of(path, i)}" for i in range(len(frame))]
+    else:  # no id column and none asked for: ids are the line (or row) numbers
+        out["id"] = [f"{noun[:-1]}-{where(i)}" for i in range(len(frame))]
         out.attrs[IDS_FROM_LINES] = True
     duplicated = out["id"].duplicated(keep=False)
     if duplicated.any():
         first = out["id"][duplicated].iloc[0]
-        lines = [_line_of(path, int(i)) for i in out.index[out["id"] == first]]
+        rows = [where(int(i)) for i in out.index[out["id"] == first]]
         raise AsrfairError(
-            f"{path}: duplicate utterance id {first!r} on lines {lines[0]} and {lines[1]} "
+            f"{source}: duplicate utterance id {first!r} on {noun} {rows[0]} and {rows[1]} "
             f"(--id-col {columns.id}); ids must be unique"
         )
     out["ref"] = frame[columns.ref].fillna("").astype(str)
     out["hyp"] = frame[columns.hyp].fillna("").astype(str)
     if columns.speaker in frame.columns or "speaker" in columns.explicit:
-        _require(path, frame, columns.speaker, "--speaker-col")
+        _require(source, frame, columns.speaker, "--speaker-col")
         out["speaker"] = frame[columns.speaker].astype(str)
     for grouping in groupings:
         for part in grouping.split("*"):
-            _require(path, frame, part, "--groups")
+            _require(source, frame, part, "--groups")
             if part in ("id", "ref", "hyp", "speaker") and getattr(columns, part) != part:
                 raise AsrfairError(
                     f"--groups: column {part!r} clashes with asrfair's own {part!r} column; "
                     "rename it in the file"
                 )
-            out[part] = frame[part].astype(str)
+            out[part] = frame[part].astype("string").fillna("").astype(str)
     result = out.reset_index(drop=True)
     result.attrs = dict(out.attrs)
     return result

@@ -1,0 +1,157 @@
+"""asrfair from Python: one call scores a DataFrame (or a file) and returns DataFrames.
+
+Notebook users expect ``MetricFrame(...).by_group`` and jiwer's one function call; the CLI's
+``asrfair score`` is this same function with its options parsed from the command line, so a
+number printed in a terminal and one computed in a notebook come from one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from asrfair import plugins
+from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.report import Report
+from asrfair.scoring import score as score_table
+from asrfair.stats import StatsConfig
+from asrfair.transcripts import Columns, load_transcripts, select_columns
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """A scored table: tidy DataFrames for analysis, and the exports the CLI writes."""
+
+    report: Report
+
+    @property
+    def overall(self) -> pd.Series:
+        """Corpus-level counts and rates, with ``<rate>_low``/``<rate>_high`` interval ends."""
+        return pd.Series(_flatten(self.report.data["overall"]))
+
+    @property
+    def by_group(self) -> pd.DataFrame:
+        """One row per (grouping, group): sizes, rates and interval ends, and warnings."""
+        rows = [
+            {"grouping": grouping, **_flatten(entry)}
+            for grouping, entries in self.report.data.get("groups", {}).items()
+            for entry in entries
+        ]
+        return pd.DataFrame(rows)
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """One row per gap between groups: difference, ratio, their intervals and p-values."""
+        rows = [
+            {"grouping": grouping, **_flatten(entry)}
+            for grouping, entries in self.report.data.get("gaps", {}).items()
+            for entry in entries
+        ]
+        return pd.DataFrame(rows)
+
+    @property
+    def method(self) -> dict[str, Any]:
+        method: dict[str, Any] = self.report.data["method"]
+        return method
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.report.data.get("warnings", []))
+
+    def export(self, fmt: str) -> str:
+        """Any exporter plugin's text (``json``, ``csv``, ``md``, ``latex``...)."""
+        rendered = plugins.exporters().get(fmt, option="--format")(self.report)
+        if not isinstance(rendered, str):
+            raise TypeError(f"exporter {fmt!r} renders for a terminal; use rich's Console")
+        return rendered
+
+    def to_json(self) -> str:
+        return self.export("json")
+
+    def to_csv(self) -> str:
+        return self.export("csv")
+
+    def to_markdown(self) -> str:
+        return self.export("md")
+
+    def to_latex(self) -> str:
+        return self.export("latex")
+
+    def __rich__(self) -> Any:
+        return plugins.exporters().get("rich")(self.report)
+
+    def _repr_html_(self) -> str:
+        tables = "".join(
+            f"<h4>{title}</h4>{frame.to_html(index=False)}"
+            for title, frame in (("By group", self.by_group), ("Gaps", self.gaps))
+            if not frame.empty
+        )
+        from html import escape
+
+        from asrfair.report import method_sentence
+
+        return f"{tables}<p><em>{escape(method_sentence(self.method))}</em></p>"
+
+
+def _flatten(entry: dict[str, Any]) -> dict[str, Any]:
+    """``wer_ci: [low, high]`` becomes ``wer_low`` and ``wer_high``; lists of text are joined."""
+    flat: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key.endswith("_ci") and isinstance(value, list | tuple):
+            name = key.removesuffix("_ci")
+            flat[f"{name}_low"], flat[f"{name}_high"] = [*value, None, None][:2]
+        elif key == "warnings" and isinstance(value, list):
+            flat[key] = "; ".join(map(str, value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def score(
+    data: pd.DataFrame | str | Path,
+    *,
+    groups: Sequence[str] = (),
+    ref: str = "ref",
+    hyp: str = "hyp",
+    id: str | None = None,
+    speaker: str | None = None,
+    normalizer: str = "none",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    bootstrap: int = 10_000,
+    permutations: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    min_speakers: int = 10,
+    interval: str = "auto",
+    p_adjust: str = "holm",
+    gaps: str = "auto",
+) -> ScoreResult:
+    """WER/CER overall and per group, with speaker-level intervals and gap tests.
+
+    ``data`` is a DataFrame or a CSV/TSV/JSONL path with one row per utterance. Without a
+    ``speaker`` column every utterance is its own speaker, and the report says so.
+    """
+    groupings = [g.strip() for g in groups if g.strip()]
+    explicit = frozenset(n for n, v in (("id", id), ("speaker", speaker)) if v is not None)
+    columns = Columns(ref, hyp, id or "id", speaker or "speaker", explicit)
+    if isinstance(data, pd.DataFrame):
+        source = "DataFrame"
+        frame = select_columns(data, columns, groupings, source=source)
+    else:
+        frame, source = load_transcripts(Path(data), columns, groupings), str(data)
+    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+    table = score_table(frame, normalize, group_columns=groupings)
+    cfg = StatsConfig(
+        bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
+    )
+    config = {
+        "input": source,
+        "columns": {"ref": ref, "hyp": hyp, "id": columns.id, "speaker": columns.speaker},
+        "normalizer": normalizer,
+        "groups": groupings,
+    }
+    return ScoreResult(run_metrics(table, cfg, list(metrics), config=config))

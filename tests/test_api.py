@@ -1,0 +1,81 @@
+"""The Python API as a notebook user calls it: one import, one call, DataFrames back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import asrfair
+from asrfair.errors import AsrfairError
+from conftest import gender_rows, write_transcripts
+from test_cli import runner
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rows = pd.DataFrame(gender_rows())
+    # A notebook's own column names, and a row whose group is missing (NaN, not "nan").
+    rows = rows.rename(columns={"ref": "reference", "hyp": "prediction", "speaker": "client"})
+    rows.loc[0, "gender"] = np.nan
+    return rows
+
+
+def test_one_call_scores_a_dataframe(frame: pd.DataFrame) -> None:
+    result = asrfair.score(
+        frame,
+        groups=["gender"],
+        ref="reference",
+        hyp="prediction",
+        speaker="client",
+        bootstrap=500,
+    )
+    by_group = result.by_group
+    assert list(by_group["group"]) == ["female_feminine", "male_masculine"]
+    assert {"grouping", "n_speakers", "wer", "wer_low", "wer_high", "cer_low"} <= set(by_group)
+    female = by_group.set_index("group").loc["female_feminine"]
+    assert female["wer_low"] < female["wer"] < female["wer_high"]
+    assert by_group["n_utterances"].sum() == len(frame) - 1  # the row without a gender
+    assert result.overall["n_utterances"] == len(frame)
+    gaps = result.gaps
+    assert set(gaps["metric"]) == {"wer", "cer"} and (gaps["p_value"] <= 1).all()
+    assert result.method["interval"] and any("gender" in w for w in result.warnings)
+
+
+def test_the_api_and_the_cli_print_the_same_report(tmp_path: Path) -> None:
+    from asrfair.cli import app
+
+    csv = write_transcripts(tmp_path / "t.csv", gender_rows())
+    result = asrfair.score(csv, groups=["gender"], bootstrap=500)
+    args = ["score", str(csv), "--groups", "gender", "--bootstrap", "500", "-f"]
+    exports = {
+        "json": result.to_json(),
+        "md": result.to_markdown(),
+        "latex": result.to_latex(),
+        "csv": result.to_csv(),
+    }
+    for fmt, text in exports.items():
+        printed = runner.invoke(app, [*args, fmt])
+        assert printed.exit_code == 0, printed.output
+        assert printed.stdout == text, fmt
+
+
+def test_a_notebook_shows_tables(frame: pd.DataFrame) -> None:
+    result = asrfair.score(
+        frame,
+        groups=["gender"],
+        ref="reference",
+        hyp="prediction",
+        speaker="client",
+        bootstrap=200,
+    )
+    html = result._repr_html_()
+    assert "<table" in html and "female_feminine" in html and "speakers" in html
+    assert result.__rich__() is not None
+
+
+def test_bad_columns_name_the_dataframe(frame: pd.DataFrame) -> None:
+    with pytest.raises(AsrfairError, match=r"DataFrame: no column 'ref' .*columns are: "):
+        asrfair.score(frame)
