@@ -79,3 +79,18 @@ def test_a_notebook_shows_tables(frame: pd.DataFrame) -> None:
 def test_bad_columns_name_the_dataframe(frame: pd.DataFrame) -> None:
     with pytest.raises(AsrfairError, match=r"DataFrame: no column 'ref' .*columns are: "):
         asrfair.score(frame)
+
+
+def test_compare_and_load_run_from_python(tmp_path: Path) -> None:
+    rows = pd.DataFrame(gender_rows())
+    better = rows.assign(hyp=rows["ref"])  # system B gets every utterance right
+    result = asrfair.compare(rows, better, groups=["gender"], bootstrap=500)
+    female = result.by_group.set_index("group").loc["female_feminine"]
+    assert female["wer_diff"] < 0 and female["wer_diff_high"] < 0
+    with pytest.raises(AsrfairError, match="DataFrame has no id column"):
+        asrfair.compare(rows.drop(columns="id"), better.drop(columns="id"))
+    run = tmp_path / "run"
+    run.mkdir()
+    scored = asrfair.score(rows, groups=["gender"], bootstrap=200)
+    (run / "metrics.json").write_text(scored.to_json())
+    assert asrfair.load_run(run).by_group.equals(scored.by_group)

@@ -15,11 +15,14 @@ from typing import Any
 import pandas as pd
 
 from asrfair import plugins
+from asrfair.errors import AsrfairError
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
+from asrfair.runs import load_stored_report
+from asrfair.scoring import ScoreTable
 from asrfair.scoring import score as score_table
 from asrfair.stats import StatsConfig
-from asrfair.transcripts import Columns, load_transcripts, select_columns
+from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts, select_columns
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,15 @@ class ScoreResult:
         return f"{tables}<p><em>{escape(method_sentence(self.method))}</em></p>"
 
 
-def _flatten(entry: dict[str, Any]) -> dict[str, Any]:
-    """``wer_ci: [low, high]`` becomes ``wer_low`` and ``wer_high``; lists of text are joined."""
+def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``wer_ci: [low, high]`` becomes ``wer_low`` and ``wer_high``, a nested ``wer: {diff}``
+    becomes ``wer_diff``, and lists of text are joined: one flat row per entry."""
     flat: dict[str, Any] = {}
-    for key, value in entry.items():
-        if key.endswith("_ci") and isinstance(value, list | tuple):
+    for raw_key, value in entry.items():
+        key = f"{prefix}{raw_key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{key}_"))
+        elif key.endswith("_ci") and isinstance(value, list | tuple):
             name = key.removesuffix("_ci")
             flat[f"{name}_low"], flat[f"{name}_high"] = [*value, None, None][:2]
         elif key == "warnings" and isinstance(value, list):
@@ -136,22 +143,85 @@ def score(
     ``speaker`` column every utterance is its own speaker, and the report says so.
     """
     groupings = [g.strip() for g in groups if g.strip()]
-    explicit = frozenset(n for n, v in (("id", id), ("speaker", speaker)) if v is not None)
-    columns = Columns(ref, hyp, id or "id", speaker or "speaker", explicit)
-    if isinstance(data, pd.DataFrame):
-        source = "DataFrame"
-        frame = select_columns(data, columns, groupings, source=source)
-    else:
-        frame, source = load_transcripts(Path(data), columns, groupings), str(data)
-    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
-    table = score_table(frame, normalize, group_columns=groupings)
+    columns = _columns(ref, hyp, id, speaker)
+    table = _score(data, columns, groupings, normalizer)
     cfg = StatsConfig(
         bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
     )
     config = {
-        "input": source,
-        "columns": {"ref": ref, "hyp": hyp, "id": columns.id, "speaker": columns.speaker},
+        "input": _name(data),
+        "columns": _columns_dict(columns),
         "normalizer": normalizer,
         "groups": groupings,
     }
     return ScoreResult(run_metrics(table, cfg, list(metrics), config=config))
+
+
+def compare(
+    a: pd.DataFrame | str | Path,
+    b: pd.DataFrame | str | Path,
+    *,
+    groups: Sequence[str] = (),
+    ref: str = "ref",
+    hyp: str = "hyp",
+    id: str | None = None,
+    speaker: str | None = None,
+    normalizer: str = "none",
+    pair_by_line: bool = False,
+    bootstrap: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    min_speakers: int = 10,
+) -> ScoreResult:
+    """System B against system A on the same utterances, paired by id: B - A per group with
+    a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A."""
+    from asrfair.comparison import build_compare_report
+
+    groupings = [g.strip() for g in groups if g.strip()]
+    columns = _columns(ref, hyp, id, speaker)
+    tables = [_score(a, columns, groupings, normalizer), _score(b, columns, [], normalizer)]
+    for data, table in zip((a, b), tables, strict=True):
+        if table.frame.attrs.get(IDS_FROM_LINES) and not pair_by_line:
+            raise AsrfairError(
+                f"{_name(data)} has no id column (--id-col {columns.id}): compare pairs "
+                "utterances by id; add ids, or pass --pair-by-line if both list the same "
+                "utterances in the same order"
+            )
+    config: dict[str, Any] = {
+        "inputs": [_name(a), _name(b)],
+        "systems": {"a": _name(a), "b": _name(b)},
+        "columns": _columns_dict(columns),
+        "normalizer": normalizer,
+        "groups": groupings,
+    }
+    cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
+    return ScoreResult(build_compare_report(tables[0], tables[1], cfg, config=config))
+
+
+def load_run(path: str | Path) -> ScoreResult:
+    """A finished audit run or study folder, from its stored metrics; nothing is recomputed."""
+    return ScoreResult(load_stored_report(Path(path)))
+
+
+def _columns(ref: str, hyp: str, id: str | None, speaker: str | None) -> Columns:
+    explicit = frozenset(n for n, v in (("id", id), ("speaker", speaker)) if v is not None)
+    return Columns(ref, hyp, id or "id", speaker or "speaker", explicit)
+
+
+def _columns_dict(columns: Columns) -> dict[str, str]:
+    return {"ref": columns.ref, "hyp": columns.hyp, "id": columns.id, "speaker": columns.speaker}
+
+
+def _name(data: pd.DataFrame | str | Path) -> str:
+    return "DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+
+
+def _score(
+    data: pd.DataFrame | str | Path, columns: Columns, groupings: list[str], normalizer: str
+) -> ScoreTable:
+    if isinstance(data, pd.DataFrame):
+        frame = select_columns(data, columns, groupings, source="DataFrame")
+    else:
+        frame = load_transcripts(Path(data), columns, groupings)
+    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+    return score_table(frame, normalize, group_columns=groupings)

@@ -24,9 +24,7 @@ from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
 from asrfair.report import Report
-from asrfair.scoring import ScoreTable, score
 from asrfair.stats import StatsConfig
-from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts
 
 app = typer.Typer(
     name="asrfair",
@@ -187,17 +185,6 @@ def check_out(out: Path | None, inputs: list[Path]) -> None:
         raise AsrfairError(f"--out {out} is an input file; write the report somewhere else")
 
 
-def _columns(ref: str, hyp: str, id_col: str | None, speaker: str | None) -> Columns:
-    explicit = frozenset(n for n, v in (("id", id_col), ("speaker", speaker)) if v is not None)
-    return Columns(ref, hyp, id_col or "id", speaker or "speaker", explicit)
-
-
-def _score_file(path: Path, columns: Columns, groupings: list[str], normalizer: str) -> ScoreTable:
-    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
-    frame = load_transcripts(path, columns, groupings)
-    return score(frame, normalize, group_columns=groupings)
-
-
 def uncut_width(console: Console, renderable: Any) -> int:
     """Wide enough that no table cell is cut: a terminal crops a table with an ellipsis to fit
     its width, which is right on screen, but a pipe or file must carry every group label whole.
@@ -315,10 +302,6 @@ def score_command(
         emit(result.report, fmt, out)
 
 
-def _columns_dict(columns: Columns) -> dict[str, str]:
-    return {"ref": columns.ref, "hyp": columns.hyp, "id": columns.id, "speaker": columns.speaker}
-
-
 @app.command("compare")
 def compare_command(
     paths: Annotated[
@@ -351,7 +334,8 @@ def compare_command(
     Run folders are compared on their stored predictions, each against the first; they must
     share the test set exactly. With several, --out cmp.md writes cmp.RUN.md per pair.
     """
-    from asrfair.compare import build_compare_report, compare_runs
+    from asrfair import api
+    from asrfair.comparison import compare_runs
 
     with user_errors():
         plugins.exporters().get(fmt, option="--format")
@@ -373,26 +357,22 @@ def compare_command(
             return
         if len(paths) != 2:
             raise AsrfairError("compare takes exactly two transcripts files (or run folders)")
-        file_a, file_b = paths
-        groupings = split_groups(groups)
-        columns = _columns(ref_col, hyp_col, id_col, speaker_col)
-        table_a = _score_file(file_a, columns, groupings, normalizer)
-        table_b = _score_file(file_b, columns, [], normalizer)
-        for path, table in ((file_a, table_a), (file_b, table_b)):
-            if table.frame.attrs.get(IDS_FROM_LINES) and not pair_by_line:
-                raise AsrfairError(
-                    f"{path} has no id column (--id-col {columns.id}): compare pairs utterances "
-                    "by id; add ids, or pass --pair-by-line if both files list the same "
-                    "utterances in the same order"
-                )
-        config: dict[str, Any] = {
-            "inputs": [str(file_a), str(file_b)],
-            "systems": {"a": str(file_a), "b": str(file_b)},
-            "columns": _columns_dict(columns),
-            "normalizer": normalizer,
-            "groups": groupings,
-        }
-        emit(build_compare_report(table_a, table_b, cfg, config=config), fmt, out)
+        result = api.compare(
+            paths[0],
+            paths[1],
+            groups=split_groups(groups),
+            ref=ref_col,
+            hyp=hyp_col,
+            id=id_col,
+            speaker=speaker_col,
+            normalizer=normalizer,
+            pair_by_line=pair_by_line,
+            bootstrap=bootstrap,
+            seed=seed,
+            confidence=confidence,
+            min_speakers=min_speakers,
+        )
+        emit(result.report, fmt, out)
 
 
 @app.command("report")

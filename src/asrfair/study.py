@@ -221,7 +221,7 @@ def _same_test_set(out: Path, names: list[str]) -> None:
 
 
 def build_study_report(study: Study, out: Path, runs: list[dict[str, Any]]) -> Report:
-    from asrfair.compare import compare_runs
+    from asrfair.comparison import compare_runs
 
     comparisons = []
     pairs = study.compare or _default_pairs(study.subsets)
