@@ -7,9 +7,11 @@ Run by hand, not in CI; needs the Debian package espeak-ng:
 
 The demo is laid out exactly like a Common Voice 17 release (train/dev/test/validated TSVs with
 CV 17's columns, clip_durations.tsv, clips/*.mp3), so the `commonvoice` loader reads it as it
-reads a real release. Voices are espeak-ng's French (fr, fr-be, fr-ch) with male and female
-variants, each voice with its own base speed and pitch and a per-clip jitter. The train, dev and
-test splits are disjoint in voices; sentences repeat across them on purpose (see the card).
+reads a real release. Its 100 voices (50 male, 50 female) are espeak-ng's French (fr, fr-be,
+fr-ch) with male and female variants, each voice a combination of variant, base pitch,
+intonation range and speed, with a small per-clip jitter; voices.tsv records each one, and a
+test proves that no two sound alike. The train, dev and test splits are disjoint in voices;
+sentences repeat across them on purpose (see the card).
 
 The pre-training set uses the same sentence pool with voice settings the demo does not use, and
 is skewed towards male voices (--male-share, default 0.8), like the broadcast corpora where
@@ -26,6 +28,7 @@ import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import soundfile as sf
@@ -40,8 +43,8 @@ RATE = 16_000
 ACCENTS = ("fr", "fr-be", "fr-ch")
 AGES = ("teens", "twenties", "thirties", "forties", "fifties", "sixties")
 
-# espeak-ng variants by the gender of their voice. The demo takes the first twelve of each;
-# the pre-training set takes the rest, plus demo variants at other accent/speed/pitch settings.
+# espeak-ng variants by the gender of their voice. Demo voices and pre-training voices both cycle
+# through them; they never share a voice, because their pitches and speeds lie in disjoint ranges.
 MALE = [
     "m1",
     "m2",
@@ -102,32 +105,68 @@ FEMALE = [
 
 @dataclass(frozen=True)
 class Voice:
+    """One synthetic speaker: everything that shapes its sound, so that it can be re-spoken."""
+
     name: str
     variant: str
     gender: str  # CV 17 spelling
     accent: str
     speed: int  # words per minute
-    pitch: int  # 0-99
+    pitch: int  # base pitch, 0-99
+    pitch_range: int  # intonation range, percent of espeak-ng's default
     age: str
 
     @property
     def client_id(self) -> str:
         return hashlib.sha256(f"asrfair-demo/{self.name}".encode()).hexdigest()
 
+    def row(self) -> dict[str, str]:
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "gender": self.gender,
+            "variant": self.variant,
+            "accent": self.accent,
+            "pitch": str(self.pitch),
+            "pitch_range": str(self.pitch_range),
+            "speed": str(self.speed),
+        }
+
+
+# The demo's settings. A variant that voices k speakers gives them base pitches spread evenly over
+# DEMO_PITCH (at least 13 apart for k <= 4), each with its own intonation range and speed; the
+# pre-training set uses only pitches and speeds outside these ranges.
+DEMO_PITCH = (30, 70)
+DEMO_SPEED = (140, 190)
+RANGES = (40, 170)
+VOICES_PER_GENDER = 50
+
+
+def _spread(k: int) -> list[int]:
+    low, high = DEMO_PITCH
+    if k == 1:
+        return [(low + high) // 2]
+    return [round(low + (high - low) * j / (k - 1)) for j in range(k)]
+
 
 def demo_voices(rng: np.random.Generator) -> list[Voice]:
     voices = []
-    for i in range(12):
-        for gender, variants in (("male_masculine", MALE), ("female_feminine", FEMALE)):
+    for gender, variants in (("male_masculine", MALE), ("female_feminine", FEMALE)):
+        uses = [
+            sum(1 for i in range(VOICES_PER_GENDER) if i % len(variants) == v)
+            for v in range(len(variants))
+        ]
+        for i in range(VOICES_PER_GENDER):
+            v, slot = i % len(variants), i // len(variants)
             voices.append(
                 Voice(
                     name=f"demo-{gender[0]}{i:02d}",
-                    variant=variants[i],
+                    variant=variants[v],
                     gender=gender,
-                    # Offset by gender so that the test voices (ranks 10, 11) cover all accents.
-                    accent=ACCENTS[(i + (gender[0] == "f")) % 3],
-                    speed=int(rng.integers(145, 186)),
-                    pitch=int(rng.integers(35, 66)),
+                    accent=ACCENTS[i % 3],
+                    speed=int(rng.integers(DEMO_SPEED[0], DEMO_SPEED[1] + 1)),
+                    pitch=_spread(uses[v])[slot] + int(rng.integers(-2, 3)),
+                    pitch_range=int(rng.integers(RANGES[0], RANGES[1] + 1)),
                     age=str(rng.choice(AGES)),
                 )
             )
@@ -141,33 +180,31 @@ def pretrain_voices(rng: np.random.Generator, n: int, male_share: float) -> list
         male = i < n_male
         pool = MALE if male else FEMALE
         j = i if male else i - n_male
-        # Variants unused by the demo first; then demo variants at settings the demo never uses
-        # (the demo's speeds are 145-185 wpm and pitches 35-65).
-        variant = pool[(12 + j) % len(pool)] if 12 + j < len(pool) else pool[j % 12]
-        slow = rng.random() < 0.5
+        low_pitch, slow = rng.random() < 0.5, rng.random() < 0.5
         voices.append(
             Voice(
                 name=f"pre-{'m' if male else 'f'}{j:02d}",
-                variant=variant,
+                variant=pool[j % len(pool)],
                 gender="male_masculine" if male else "female_feminine",
                 accent=ACCENTS[(i + 1) % 3],
-                speed=int(rng.integers(120, 145) if slow else rng.integers(186, 211)),
-                pitch=int(rng.integers(15, 35) if rng.random() < 0.5 else rng.integers(66, 86)),
+                # Outside the demo's pitch (30-70) and speed (140-190) ranges, so that no
+                # pre-training voice is a demo voice.
+                speed=int(rng.integers(115, 136) if slow else rng.integers(195, 216)),
+                pitch=int(rng.integers(8, 24) if low_pitch else rng.integers(77, 93)),
+                pitch_range=int(rng.integers(RANGES[0], RANGES[1] + 1)),
                 age=str(rng.choice(AGES)),
             )
         )
     return voices
 
 
-def synthesise(args: tuple[Voice, str, int]) -> np.ndarray:
-    """One sentence in one voice, with a small per-clip jitter of speed and pitch, at 16 kHz."""
-    voice, text, seed = args
-    rng = np.random.default_rng(seed)
-    speed = voice.speed + int(rng.integers(-8, 9))
-    pitch = int(np.clip(voice.pitch + rng.integers(-5, 6), 0, 99))
+def speak(voice: Voice, text: str, speed: int, pitch: int) -> np.ndarray:
+    """espeak-ng's 22.05 kHz output for ``text``, the intonation range set through SSML."""
+    markup = f'<speak><prosody range="{voice.pitch_range}%">{escape(text)}</prosody></speak>'
     wav = subprocess.run(
         [
             "espeak-ng",
+            "-m",
             "-v",
             f"{voice.accent}+{voice.variant}",
             "-s",
@@ -175,13 +212,22 @@ def synthesise(args: tuple[Voice, str, int]) -> np.ndarray:
             "-p",
             str(pitch),
             "--stdout",
-            text,
+            markup,
         ],
         check=True,
         capture_output=True,
     ).stdout
     data, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    audio = soxr.resample(data, rate, RATE)
+    return np.asarray(soxr.resample(data, rate, RATE), dtype=np.float32)
+
+
+def synthesise(args: tuple[Voice, str, int]) -> np.ndarray:
+    """One sentence in one voice, with a small per-clip jitter of speed and pitch, at 16 kHz."""
+    voice, text, seed = args
+    rng = np.random.default_rng(seed)
+    speed = voice.speed + int(rng.integers(-6, 7))
+    pitch = int(np.clip(voice.pitch + rng.integers(-3, 4), 0, 99))
+    audio = speak(voice, text, speed, pitch)
     # Trim espeak's long leading/trailing silence to 0.15 s, as a recording app would.
     loud = np.flatnonzero(np.abs(audio) > 0.01)
     if loud.size:
@@ -214,12 +260,12 @@ def write_tsv(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Non
 def make_demo(sentences: list[str], per_voice: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     voices = demo_voices(rng)
-    # Voices, not sentences, decide the split: 8 male + 8 female train, 2 + 2 dev, 2 + 2 test.
+    # Voices, not sentences, decide the split: per gender 35 train, 5 dev and 10 test voices.
     order = {v.name: i for i, v in enumerate(voices)}
     split_of = {}
     for v in voices:
         rank = int(v.name[-2:])
-        split_of[v.name] = "train" if rank < 8 else ("dev" if rank < 10 else "test")
+        split_of[v.name] = "train" if rank < 35 else ("dev" if rank < 40 else "test")
     clips = DEMO_OUT / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     for old in clips.glob("*.mp3"):
@@ -228,7 +274,7 @@ def make_demo(sentences: list[str], per_voice: int, seed: int) -> None:
     for voice in voices:
         chosen = rng.choice(len(sentences), size=per_voice, replace=False)
         for k in chosen:
-            name = f"common_voice_fr_demo_{order[voice.name]:02d}{int(k):03d}.mp3"
+            name = f"common_voice_fr_demo_{order[voice.name]:03d}{int(k):03d}.mp3"
             seed_k = int(rng.integers(2**31))
             jobs.append((voice, sentences[k], seed_k, str(clips / name)))
             rows.append(
@@ -264,6 +310,9 @@ def make_demo(sentences: list[str], per_voice: int, seed: int) -> None:
         for r, s in zip(rows, seconds, strict=True)
     ]
     write_tsv(DEMO_OUT / "clip_durations.tsv", durations, ["clip", "duration[ms]"])
+    # Not part of a Common Voice release: how each voice was made, so that a test can make every
+    # voice speak one sentence and check that no two sound alike.
+    write_tsv(DEMO_OUT / "voices.tsv", [v.row() for v in voices], list(voices[0].row()))
     size = sum(p.stat().st_size for p in DEMO_OUT.rglob("*") if p.is_file())
     print(
         f"demo: {len(rows)} clips, {len(voices)} voices, {sum(seconds) / 60:.1f} min, "
@@ -283,10 +332,9 @@ def make_pretrain(
 ) -> None:
     rng = np.random.default_rng(seed + 1)
     voices = pretrain_voices(rng, voices_n, male_share)
-    demo_settings = {
-        (v.accent, v.variant, v.speed, v.pitch) for v in demo_voices(np.random.default_rng(seed))
-    }
-    assert not demo_settings & {(v.accent, v.variant, v.speed, v.pitch) for v in voices}
+    for voice in voices:  # no pre-training voice is a demo voice: both settings lie outside
+        assert not DEMO_PITCH[0] <= voice.pitch <= DEMO_PITCH[1]
+        assert not DEMO_SPEED[0] <= voice.speed <= DEMO_SPEED[1]
     (out / "clips").mkdir(parents=True, exist_ok=True)
     jobs, rows = [], []
     for voice in voices:
@@ -317,7 +365,7 @@ def make_pretrain(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-voice", type=int, default=40)
+    parser.add_argument("--per-voice", type=int, default=10)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--pretrain", type=Path, help="also write the pre-training set here")
     parser.add_argument("--pretrain-voices", type=int, default=40)

@@ -1,7 +1,7 @@
 """Pre-train the bundled demo checkpoint (src/asrfair/demo/model). Run by hand, not in CI.
 
     .venv/bin/python scripts/make_demo_corpus.py --skip-demo --pretrain build/pretrain
-    .venv/bin/python scripts/train_demo_model.py --max-steps 6000
+    .venv/bin/python scripts/train_demo_model.py --max-steps 4500
 
 A small Wav2Vec2ForCTC trained from scratch with CTC on the pre-training set: espeak-ng French
 from the demo's sentence pool, voiced by settings that the demo corpus does not use, 80% of them

@@ -173,13 +173,13 @@ def test_hf_hub_id_without_network_says_how_to_pass_a_folder(
 def test_demo_is_a_cv_release() -> None:
     corpus = load_corpus("demo")
     frame = corpus.frame
-    assert len(frame) >= 480
-    assert frame["speaker"].nunique() >= 12
+    assert len(frame) == 1000
+    assert frame["speaker"].nunique() == 100
     assert set(frame["gender"]) == {"male", "female"}
     assert set(frame["accents"]) == {"fr", "fr-be", "fr-ch"}
     by_split = frame.groupby("split")["speaker"].agg(set)
     assert not (by_split["train"] & by_split["test"]) and not (by_split["dev"] & by_split["test"])
-    assert frame.groupby("speaker").size().min() >= 40
+    assert (frame.groupby("speaker").size() == 10).all()
     assert frame["sentence"].nunique() >= 250
 
 
