@@ -23,15 +23,13 @@ def frame() -> pd.DataFrame:
     return rows
 
 
+def _scored(frame: pd.DataFrame) -> asrfair.ScoreResult:
+    names = {"ref": "reference", "hyp": "prediction", "speaker": "client"}
+    return asrfair.score(frame, groups=["gender"], bootstrap=500, **names)
+
+
 def test_one_call_scores_a_dataframe(frame: pd.DataFrame) -> None:
-    result = asrfair.score(
-        frame,
-        groups=["gender"],
-        ref="reference",
-        hyp="prediction",
-        speaker="client",
-        bootstrap=500,
-    )
+    result = _scored(frame)
     by_group = result.by_group
     assert list(by_group["group"]) == ["female_feminine", "male_masculine"]
     assert {"grouping", "n_speakers", "wer", "wer_low", "wer_high", "cer_low"} <= set(by_group)
@@ -63,14 +61,7 @@ def test_the_api_and_the_cli_print_the_same_report(tmp_path: Path) -> None:
 
 
 def test_a_notebook_shows_tables(frame: pd.DataFrame) -> None:
-    result = asrfair.score(
-        frame,
-        groups=["gender"],
-        ref="reference",
-        hyp="prediction",
-        speaker="client",
-        bootstrap=200,
-    )
+    result = _scored(frame)
     html = result._repr_html_()
     assert "<table" in html and "female_feminine" in html and "speakers" in html
     assert result.__rich__() is not None

@@ -39,22 +39,21 @@ class ScoreResult:
     @property
     def by_group(self) -> pd.DataFrame:
         """One row per (grouping, group): sizes, rates and interval ends, and warnings."""
-        rows = [
-            {"grouping": grouping, **_flatten(entry)}
-            for grouping, entries in self.report.data.get("groups", {}).items()
-            for entry in entries
-        ]
-        return pd.DataFrame(rows)
+        return self._tidy("groups")
 
     @property
     def gaps(self) -> pd.DataFrame:
         """One row per gap between groups: difference, ratio, their intervals and p-values."""
-        rows = [
-            {"grouping": grouping, **_flatten(entry)}
-            for grouping, entries in self.report.data.get("gaps", {}).items()
-            for entry in entries
-        ]
-        return pd.DataFrame(rows)
+        return self._tidy("gaps")
+
+    def _tidy(self, section: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"grouping": grouping, **_flatten(entry)}
+                for grouping, entries in self.report.data.get(section, {}).items()
+                for entry in entries
+            ]
+        )
 
     @property
     def method(self) -> dict[str, Any]:
