@@ -85,3 +85,12 @@ def test_compare_and_load_run_from_python(tmp_path: Path) -> None:
     scored = asrfair.score(rows, groups=["gender"], bootstrap=200)
     (run / "metrics.json").write_text(scored.to_json())
     assert asrfair.load_run(run).by_group.equals(scored.by_group)
+
+
+def test_groups_as_text_and_every_warning_surfaces() -> None:
+    rows = pd.DataFrame(gender_rows())  # 6 speakers per gender: fewer than --min-speakers 10
+    result = asrfair.score(rows, groups="gender,age", bootstrap=200)
+    assert set(result.by_group["grouping"]) == {"gender", "age"}
+    assert "gender=female_feminine: only 6 speaker(s) (< 10): interval unreliable" in (
+        result.warnings
+    )

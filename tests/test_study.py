@@ -148,12 +148,17 @@ def test_report_bold_best(finished: Path) -> None:
     assert "\\textbf{" in tex
 
 
-def test_report_of_one_run_and_its_plot(finished: Path) -> None:
+def test_report_of_one_run_and_its_plot(finished: Path, tmp_path: Path) -> None:
     run = finished / "runs" / "female--fast"
     result = runner.invoke(app, ["report", str(run), "--format", "md"])
     assert result.stdout == (run / "report.md").read_text()
     png = runner.invoke(app, ["report", str(run), "--format", "png"])
     assert png.exit_code == 0 and str(run / "group_wer.png") in png.stdout
+    figures = tmp_path / "figures"  # --out names a folder for the figures
+    png = runner.invoke(app, ["report", str(run), "--format", "png", "--out", str(figures)])
+    assert png.exit_code == 0 and (figures / "group_wer.png").is_file()
+    refused = runner.invoke(app, ["report", str(run), "--format", "png", "--out", "p.png"])
+    assert refused.exit_code == 2 and "give a folder" in refused.stderr
 
 
 def test_report_on_a_half_written_run_says_what_is_missing(tmp_path: Path) -> None:

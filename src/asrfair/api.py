@@ -27,7 +27,10 @@ from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts, selec
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """A scored table: tidy DataFrames for analysis, and the exports the CLI writes."""
+    """A scored table: tidy DataFrames for analysis, and the exports the CLI writes.
+
+    Rates are fractions (0.463), as in the JSON; the printed reports show percentages.
+    """
 
     report: Report
 
@@ -62,7 +65,15 @@ class ScoreResult:
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.report.data.get("warnings", []))
+        """Every warning: the report's own, then each group's and gap's, named by where it
+        applies ("accents=fr: only 8 speaker(s)..."), so that none hides in a table row."""
+        found = list(self.report.data.get("warnings", []))
+        for section in ("groups", "gaps"):
+            for grouping, entries in self.report.data.get(section, {}).items():
+                for entry in entries:
+                    where = entry.get("group") or f"{entry.get('a')} vs {entry.get('b')}"
+                    found += [f"{grouping}={where}: {w}" for w in entry.get("warnings", [])]
+        return list(dict.fromkeys(found))
 
     def export(self, fmt: str) -> str:
         """Any exporter plugin's text (``json``, ``csv``, ``md``, ``latex``...)."""
@@ -120,7 +131,7 @@ def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def score(
     data: pd.DataFrame | str | Path,
     *,
-    groups: Sequence[str] = (),
+    groups: str | Sequence[str] = (),
     ref: str = "ref",
     hyp: str = "hyp",
     id: str | None = None,
@@ -141,7 +152,7 @@ def score(
     ``data`` is a DataFrame or a CSV/TSV/JSONL path with one row per utterance. Without a
     ``speaker`` column every utterance is its own speaker, and the report says so.
     """
-    groupings = [g.strip() for g in groups if g.strip()]
+    groupings = _groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
     table = _score(data, columns, groupings, normalizer)
     cfg = StatsConfig(
@@ -160,7 +171,7 @@ def compare(
     a: pd.DataFrame | str | Path,
     b: pd.DataFrame | str | Path,
     *,
-    groups: Sequence[str] = (),
+    groups: str | Sequence[str] = (),
     ref: str = "ref",
     hyp: str = "hyp",
     id: str | None = None,
@@ -176,7 +187,7 @@ def compare(
     a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A."""
     from asrfair.comparison import build_compare_report
 
-    groupings = [g.strip() for g in groups if g.strip()]
+    groupings = _groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
     tables = [_score(a, columns, groupings, normalizer), _score(b, columns, [], normalizer)]
     for data, table in zip((a, b), tables, strict=True):
@@ -200,6 +211,12 @@ def compare(
 def load_run(path: str | Path) -> ScoreResult:
     """A finished audit run or study folder, from its stored metrics; nothing is recomputed."""
     return ScoreResult(load_stored_report(Path(path)))
+
+
+def _groupings(groups: str | Sequence[str]) -> list[str]:
+    """``"gender,accents"`` as the CLI writes it, or ``["gender", "accents"]``."""
+    items = groups.split(",") if isinstance(groups, str) else groups
+    return [g.strip() for g in items if g.strip()]
 
 
 def _columns(ref: str, hyp: str, id: str | None, speaker: str | None) -> Columns:

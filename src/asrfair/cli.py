@@ -394,8 +394,13 @@ def report_command(
     with user_errors():
         report = load_stored_report(path)
         report.bold_best = bold_best
-        if fmt == "png":
-            for written in write_plots(report, path):
+        if fmt == "png":  # figures go into the run or study folder, or into --out DIR
+            if out is not None and out.suffix:
+                raise AsrfairError(
+                    f"--out {out}: with --format png give a folder; the figures are written as "
+                    "group_wer.png/.svg (and gap_forest for a study) inside it"
+                )
+            for written in write_plots(report, out or path):
                 print(written)
             return
         emit(report, fmt, out)
