@@ -278,3 +278,18 @@ def test_plugin_that_fails_to_import_is_named_and_skipped(
     assert result.exit_code == 0
     assert "plugin 'broken'" in result.stderr
     assert '"wer": 0.4' in result.stdout
+
+
+def test_the_example_plugin_uses_only_the_public_plugin_surface() -> None:
+    import ast
+
+    import asrfair.plugin
+
+    source = Path(__file__).resolve().parents[1] / "plugins" / "asrfair-agebuckets" / "src"
+    tree = ast.parse((source / "asrfair_agebuckets" / "__init__.py").read_text())
+    modules = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert {m for m in modules if m.startswith("asrfair")} == {"asrfair.plugin"}
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert names & set(asrfair.plugin.__all__) == names - {"annotations"}

@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from asrfair import hookimpl
-from asrfair.errors import AsrfairError
-from asrfair.metrics import MetricContext
-from asrfair.registry import Register
-from asrfair.subsets import Selector
+from asrfair.plugin import AsrfairError, MetricContext, Register, Selector, hookimpl
 
 # Common Voice's age values, grouped so that each bucket has enough speakers.
 BUCKETS = {
