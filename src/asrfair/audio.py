@@ -124,19 +124,20 @@ def load_clip(path: str | Path) -> np.ndarray:
     return wave
 
 
-def check_clip(path: Path) -> str:
-    """Why a cache entry cannot be trusted, or "" when its size and checksum match its header."""
+def check_clip(path: Path) -> tuple[int, str]:
+    """The entry's sample count, and why it cannot be trusted ("" when its size and checksum
+    match its header): one read of the header serves both."""
     try:
         n_samples, crc = _header(path)
     except ValueError as exc:
-        return str(exc)
+        return 0, str(exc)
     expected = HEADER.size + n_samples * SAMPLES.itemsize
     size = path.stat().st_size
     if size != expected:
-        return f"{size:,} bytes where its header promises {expected:,} (truncated)"
+        return n_samples, f"{size:,} bytes where its header promises {expected:,} (truncated)"
     if n_samples and zlib.crc32(load_clip(path).data) != crc:
-        return "changed since it was written (checksum mismatch)"
-    return ""
+        return n_samples, "changed since it was written (checksum mismatch)"
+    return n_samples, ""
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,9 @@ def _prepare_one(item: tuple[str, str, str, int]) -> ClipResult:
     target = Path(cache_dir) / key[:2] / f"{key}.f32"
     note = ""
     if target.is_file():
-        problem = check_clip(target)
+        n_samples, problem = check_clip(target)
         if not problem:
-            return ClipResult(utt_id, str(target), _header(target)[0], False, "")
+            return ClipResult(utt_id, str(target), n_samples, False, "")
         note = f"cache entry {target} for {audio}: {problem}"
     try:
         wave = decode(path, sample_rate)

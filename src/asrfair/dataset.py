@@ -6,6 +6,7 @@ first check that a grouping has enough speakers on the test side to say anything
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -55,7 +56,8 @@ def clip_seconds(corpus: Corpus, workers: int = 8) -> np.ndarray:
         if not np.isnan(found).any():
             return found / 1000.0
     # Worker processes whose stderr is silenced: mpg123 warns on fd 2 while reading headers.
-    with ProcessPoolExecutor(max_workers=min(workers, 2), initializer=quiet_worker) as pool:
+    processes = min(workers, os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=processes, initializer=quiet_worker) as pool:
         return np.array(list(pool.map(_seconds, frame["audio"], chunksize=64)), dtype=float)
 
 

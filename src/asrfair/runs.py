@@ -132,8 +132,8 @@ def merge_shards(out: Path, world: int) -> None:
     merged file replaces the old one whole, so a failure leaves both it and the shards."""
     merged = out / "predictions.jsonl"
     shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
-    lines = files.read_lines(merged) if merged.is_file() else []
-    seen = done_ids(merged)
+    lines = read_lines(merged) if merged.is_file() else []
+    seen = {i for i in map(_line_id, lines) if i is not None}
     for shard in (s for s in shards if s.is_file()):
         for record in iter_records(shard):
             if record["id"] not in seen:
@@ -191,13 +191,15 @@ def done_ids(path: Path) -> set[str]:
     """Ids already in a predictions file; a half-written last line is ignored."""
     if not path.is_file():
         return set()
-    ids = set()
-    for line in read_lines(path):
-        try:
-            ids.add(str(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    return ids
+    return {i for i in map(_line_id, read_lines(path)) if i is not None}
+
+
+def _line_id(line: str) -> str | None:
+    """The id of one predictions line, or None for a half-written or foreign line."""
+    try:
+        return str(json.loads(line)["id"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 def drop_partial_line(path: Path) -> None:
