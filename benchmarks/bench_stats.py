@@ -28,7 +28,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from asrfair.metrics import run_metrics
+from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.plugins import installed
 from asrfair.scoring import score, utterance_counts
 from asrfair.stats import StatsConfig, unit_sums
 from asrfair.text import identity
@@ -128,20 +129,22 @@ def main() -> None:
     align_s = time.perf_counter() - start
     cfg = StatsConfig(n_boot=args.draws, n_perm=args.draws, seed=0)
 
+    DEFAULTS = installed().chosen_metrics(DEFAULT_METRICS)
+
     def ours() -> None:
-        run_metrics(table, cfg, ["group_wer"])
+        run_metrics(table, cfg, installed().chosen_metrics(["group_wer"]))
 
     ours_s = best_of(3, ours)
-    full_s = best_of(3, lambda: run_metrics(table, cfg))
+    full_s = best_of(3, lambda: run_metrics(table, cfg, DEFAULTS))
     by_method = {
-        method: best_of(1, lambda m=method: run_metrics(table, replace(cfg, interval=m)))
+        method: best_of(1, lambda m=method: run_metrics(table, replace(cfg, interval=m), DEFAULTS))
         for method in ("t", "percentile", "bca")
     }
     many = make_many_groups(300, 5)
     start = time.perf_counter()
     many_table = score(many, identity, group_columns=["accent"])
     many_align_s = time.perf_counter() - start
-    many_s = best_of(1, lambda: run_metrics(many_table, cfg))
+    many_s = best_of(1, lambda: run_metrics(many_table, cfg, DEFAULTS))
     # Sanity: the fast path's point estimate equals a direct computation.
     errors = table.word_errors
     sums = unit_sums(np.column_stack([errors, table.frame["w_n"]]), table.units())

@@ -18,6 +18,7 @@ from pathlib import Path
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import load_corpus, normalise_sentences
 from asrfair.hparams import TrainConfig
+from asrfair.plugins import installed
 from asrfair.text import cv_french
 from asrfair.train import PAD, build_vocab, fine_tune, make_processor, training_table
 
@@ -73,7 +74,9 @@ def main() -> None:
 
     pool = [cv_french(s) for s in SENTENCES.read_text(encoding="utf-8").splitlines() if s.strip()]
     vocab = build_vocab(pool)
-    corpus = normalise_sentences(load_corpus(f"manifest:{args.manifest}"), cv_french)
+    corpus = normalise_sentences(
+        load_corpus(f"manifest:{args.manifest}", installed().datasets()), cv_french
+    )
     prepared = prepare_audio(corpus.frame, AudioSettings())
     rows = corpus.frame.set_index("id").loc[prepared.table["id"]]
     processor = make_processor(vocab, args.work_dir / "processor", "layer")

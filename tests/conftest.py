@@ -42,9 +42,9 @@ def fresh_plugins() -> Iterator[None]:
     """Rebuild the plugin manager around a test that changes the environment or registrations."""
     from asrfair import plugins
 
-    plugins.load_plugins.cache_clear()
+    plugins.installed.cache_clear()
     yield
-    plugins.load_plugins.cache_clear()
+    plugins.installed.cache_clear()
 
 
 def write_transcripts(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -20,6 +20,7 @@ from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.cli import app
 from asrfair.corpus import drop_empty_groups, load_corpus, normalise_sentences, parse_columns
 from asrfair.errors import AsrfairError
+from asrfair.plugins import installed
 from asrfair.split import make_split
 from asrfair.subsets import select_subset
 from asrfair.text import cv_french
@@ -35,7 +36,7 @@ def cv17(tmp_path: Path) -> Path:
 
 # --- loaders -------------------------------------------------------------------------------------
 def test_commonvoice_reads_a_cv17_release(cv17: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}")
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets())
     frame = corpus.frame
     assert len(frame) == 30
     assert set(frame["split"]) == {"train", "test"}
@@ -49,7 +50,7 @@ def test_commonvoice_reads_a_cv17_release(cv17: Path) -> None:
 
 def test_commonvoice_reads_an_older_release(tmp_path: Path) -> None:
     root = make_cv_release(tmp_path / "cv9", old=True)
-    frame = load_corpus(f"commonvoice:{root}").frame
+    frame = load_corpus(f"commonvoice:{root}", installed().datasets()).frame
     assert "accents" in frame.columns and "accent" not in frame.columns
     assert set(frame["gender"]) == {"male", "female", "", "other"}
 
@@ -58,7 +59,7 @@ def test_not_a_cv_release_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(AsrfairError, match=r"not a Common Voice release folder; missing: "
                        r"train.tsv, test.tsv, clips/"):  # fmt: skip
-        load_corpus(f"commonvoice:{tmp_path / 'x'}")
+        load_corpus(f"commonvoice:{tmp_path / 'x'}", installed().datasets())
 
 
 def test_tsv_row_with_too_many_fields_is_skipped_and_counted(cv17: Path) -> None:
@@ -66,7 +67,7 @@ def test_tsv_row_with_too_many_fields_is_skipped_and_counted(cv17: Path) -> None
     lines = tsv.read_text(encoding="utf-8").splitlines()
     lines[3] += "\textra"
     tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    corpus = load_corpus(f"commonvoice:{cv17}")
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets())
     assert any(
         n.startswith("validated.tsv: skipped 1 malformed row(s); first: line 4 has 14 fields")
         for n in corpus.notes
@@ -80,7 +81,7 @@ def test_manifest_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
     pd.DataFrame({"path": ["wavs/a.wav"], "text": ["Bonjour"], "speaker": ["s"]}).to_csv(
         manifest, index=False
     )
-    frame = load_corpus(f"manifest:{manifest}").frame
+    frame = load_corpus(f"manifest:{manifest}", installed().datasets()).frame
     assert frame["audio"].iloc[0] == str((tmp_path / "wavs" / "a.wav").resolve())
     assert frame[["id", "sentence", "speaker"]].iloc[0].tolist() == ["a", "Bonjour", "s"]
 
@@ -94,14 +95,14 @@ def test_hf_dataset_from_disk_is_read_without_decoding(
         {"audio": [str(tmp_path / "a.wav")] * 2, "text": ["un", "deux"], "client_id": ["s1", "s2"]}
     ).cast_column("audio", datasets.Audio(decode=False))
     datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "hf"))
-    frame = load_corpus(f"hf:{tmp_path / 'hf'}@test").frame
+    frame = load_corpus(f"hf:{tmp_path / 'hf'}@test", installed().datasets()).frame
     assert frame["sentence"].tolist() == ["un", "deux"]
     assert frame["speaker"].tolist() == ["s1", "s2"]
     assert set(frame["split"]) == {"test"}
     # the audio came back as embedded bytes, written once to a file our audio stage can read
     assert audio.decode(frame["audio"].iloc[0]).shape == (8000,)
     with pytest.raises(AsrfairError, match="no split 'dev'; splits are: train, test"):
-        load_corpus(f"hf:{tmp_path / 'hf'}@dev")
+        load_corpus(f"hf:{tmp_path / 'hf'}@dev", installed().datasets())
 
 
 def test_columns_are_mapped_before_the_manifest_aliases(tmp_path: Path) -> None:
@@ -113,12 +114,12 @@ def test_columns_are_mapped_before_the_manifest_aliases(tmp_path: Path) -> None:
         {"wav": ["wavs/a.wav"], "words": ["Bonjour"], "who": ["s"], "path": ["nowhere.wav"]}
     ).to_csv(manifest, index=False)
     columns = parse_columns("audio=wav,sentence=words,speaker=who")
-    frame = load_corpus(f"manifest:{manifest}", columns).frame
+    frame = load_corpus(f"manifest:{manifest}", installed().datasets(), columns).frame
     assert frame["audio"].iloc[0] == str((tmp_path / "wavs" / "a.wav").resolve())
     assert frame[["id", "sentence", "speaker"]].iloc[0].tolist() == ["a", "Bonjour", "s"]
     pd.read_csv(manifest).drop(columns=["path"]).to_csv(manifest, index=False)
     with pytest.raises(AsrfairError, match=r"no audio column .*--columns audio=COLUMN"):
-        load_corpus(f"manifest:{manifest}")
+        load_corpus(f"manifest:{manifest}", installed().datasets())
 
 
 def test_audio_paths_outside_the_dataset_folder_are_counted(cv17: Path, tmp_path: Path) -> None:
@@ -129,7 +130,7 @@ def test_audio_paths_outside_the_dataset_folder_are_counted(cv17: Path, tmp_path
         text = tsv.read_text(encoding="utf-8")
         text = text.replace(f"\t{clips[0]}\t", "\t../../near.mp3\t")
         tsv.write_text(text.replace(f"\t{clips[1]}\t", f"\t{outside}\t"), encoding="utf-8")
-    corpus = load_corpus(f"commonvoice:{cv17}")
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets())
     notes = [n for n in corpus.notes if "lead outside" in n]
     assert notes == [
         f"2 audio path(s) of dataset 'commonvoice:{cv17}' lead outside {cv17.resolve()} "
@@ -162,7 +163,7 @@ def test_hf_hub_id_without_network_says_how_to_pass_a_folder(
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(AsrfairError) as err:
-        load_corpus("hf:someone/no-such-dataset")
+        load_corpus("hf:someone/no-such-dataset", installed().datasets())
     assert str(err.value) == (
         "hf:someone/no-such-dataset: cannot load (ConnectionError: Couldn't reach "
         "'someone/no-such-dataset' on the Hub); without network, pass a folder saved with "
@@ -171,7 +172,7 @@ def test_hf_hub_id_without_network_says_how_to_pass_a_folder(
 
 
 def test_demo_is_a_cv_release() -> None:
-    corpus = load_corpus("demo")
+    corpus = load_corpus("demo", installed().datasets())
     frame = corpus.frame
     assert len(frame) == 1000
     assert frame["speaker"].nunique() == 100
@@ -185,18 +186,22 @@ def test_demo_is_a_cv_release() -> None:
 
 # --- demographics and text ---------------------------------------------------------------------
 def test_empty_group_values_are_dropped_and_counted(cv17: Path) -> None:
-    corpus = drop_empty_groups(load_corpus(f"commonvoice:{cv17}"), ["gender"])
+    corpus = drop_empty_groups(
+        load_corpus(f"commonvoice:{cv17}", installed().datasets()), ["gender"]
+    )
     assert "dropped 9 of 30 rows with empty gender" in corpus.notes
     assert (corpus.frame["gender"] != "").all()
 
 
 def test_absent_group_column_lists_the_columns(cv17: Path) -> None:
     with pytest.raises(AsrfairError, match=r"has no column 'ethnicity'; columns are: .*gender"):
-        drop_empty_groups(load_corpus(f"commonvoice:{cv17}"), ["gender*ethnicity"])
+        drop_empty_groups(
+            load_corpus(f"commonvoice:{cv17}", installed().datasets()), ["gender*ethnicity"]
+        )
 
 
 def test_sentences_empty_after_normalising_are_dropped(cv17: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}")
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets())
     corpus.frame.loc[0, "sentence"] = "« 42 ! »"
     out = normalise_sentences(corpus, cv_french)
     assert len(out.frame) == 29
@@ -216,7 +221,7 @@ def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
 
 
 def test_prepare_skips_missing_and_corrupt_clips(cv17: Path, tmp_path: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     (cv17 / "clips" / corpus["audio"].iloc[0].split("/")[-1]).unlink()
     Path(corpus["audio"].iloc[1]).write_bytes(b"ID3 this is not an mp3 at all" * 10)
     prepared = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
@@ -236,7 +241,7 @@ def test_prepare_stops_when_every_clip_fails(tmp_path: Path) -> None:
 def test_second_preparation_decodes_nothing(
     cv17: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     settings = AudioSettings(workers=2)
     first = prepare_audio(corpus, settings, tmp_path / "cache", progress=False)
     assert first.decoded == 30
@@ -253,7 +258,7 @@ def test_second_preparation_decodes_nothing(
 
 
 def test_changed_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame.iloc[:2]
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:2]
     prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
     sf.write(corpus["audio"].iloc[0], tone(3.0, 48_000), 48_000, format="MP3")
     again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
@@ -283,7 +288,7 @@ def _damage(path: Path, how: str) -> None:
 def test_a_damaged_cache_entry_is_decoded_again_with_a_note(
     cv17: Path, tmp_path: Path, how: str, reason: str
 ) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame.iloc[:3]
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:3]
     first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
     clean = np.array(first.waveform(corpus["id"].iloc[1]))
     _damage(Path(first.table["cache"].iloc[1]), how)
@@ -297,7 +302,7 @@ def test_a_damaged_cache_entry_is_decoded_again_with_a_note(
 
 
 def test_every_skipped_clip_is_listed_with_its_reason(cv17: Path, tmp_path: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     for row in (0, 5, 9):
         Path(corpus["audio"].iloc[row]).write_bytes(b"not audio")
     listing = tmp_path / "skipped.tsv"
@@ -311,7 +316,7 @@ def test_every_skipped_clip_is_listed_with_its_reason(cv17: Path, tmp_path: Path
 
 
 def test_duration_filter(cv17: Path, tmp_path: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     settings = AudioSettings(min_seconds=1.2, max_seconds=1.8, workers=1)
     prepared = prepare_audio(corpus, settings, tmp_path / "cache", progress=False)
     assert prepared.table["seconds"].between(1.2, 1.8).all()
@@ -324,9 +329,13 @@ def _speakers(frame: pd.DataFrame, ids: list[str]) -> set[str]:
 
 
 def test_speaker_split_is_disjoint_deterministic_and_stratified() -> None:
-    frame = load_corpus("demo").frame.sample(frac=1.0, random_state=3)  # order must not matter
+    frame = load_corpus("demo", installed().datasets()).frame.sample(
+        frac=1.0, random_state=3
+    )  # order must not matter
     split = make_split(frame, stratify=["gender"], seed=5)
-    again = make_split(load_corpus("demo").frame, stratify=["gender"], seed=5)
+    again = make_split(
+        load_corpus("demo", installed().datasets()).frame, stratify=["gender"], seed=5
+    )
     other = make_split(frame, stratify=["gender"], seed=6)
     train, test = split.ids("train"), split.ids("test")
     assert not _speakers(frame, train) & _speakers(frame, test)
@@ -338,25 +347,25 @@ def test_speaker_split_is_disjoint_deterministic_and_stratified() -> None:
 
 
 def test_test_set_does_not_depend_on_the_training_subset() -> None:
-    frame = load_corpus("demo").frame
+    frame = load_corpus("demo", installed().datasets()).frame
     split = make_split(frame, stratify=["gender"], seed=0)
     test = split.ids("test")
     train_side = frame[frame["id"].isin(split.ids("train"))]
     for subset in ("all", "half", "male", "female", "accents=fr-ch"):
-        chosen = select_subset(train_side, subset, seed=0)
+        chosen = select_subset(train_side, installed().selector(subset), subset, seed=0)
         assert not set(chosen["id"]) & set(test)
         assert make_split(frame, stratify=["gender"], seed=0).ids("test") == test
 
 
 def test_split_warns_when_a_group_has_no_test_speakers(cv17: Path) -> None:
-    frame = load_corpus(f"commonvoice:{cv17}").frame
+    frame = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     split = make_split(frame, stratify=["gender"], seed=0)
     assert "other: only 1 speaker, so no test speakers for it" in split.notes
     assert "gender=other has no test speakers" in split.notes
 
 
 def test_official_split(cv17: Path) -> None:
-    frame = load_corpus(f"commonvoice:{cv17}").frame
+    frame = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     split = make_split(frame, "official")
     assert _speakers(frame, split.ids("test")) == {"client00"}
     with pytest.raises(AsrfairError, match="--split 'random'"):
@@ -428,7 +437,7 @@ def test_hf_columns_are_mapped_by_option(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_path: Path) -> None:
-    corpus = load_corpus(f"commonvoice:{cv17}").frame
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     # An ID3 tag mpg123 cannot parse: libmpg123 writes a warning to file descriptor 2 itself.
     Path(corpus["audio"].iloc[0]).write_bytes(b"ID3 this is not an mp3 at all" * 10)
     run = subprocess.run(

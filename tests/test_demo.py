@@ -21,6 +21,7 @@ import pytest
 
 from asrfair.corpus import load_corpus
 from asrfair.default_plugins.datasets import demo_path
+from asrfair.plugins import installed
 from asrfair.split import make_split
 from conftest import requires_tool
 
@@ -60,7 +61,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_the_default_split_tests_ten_voices_per_gender() -> None:
-    frame = load_corpus("demo").frame
+    frame = load_corpus("demo", installed().datasets()).frame
     split = make_split(frame, "speaker", test_fraction=0.2, seed=0, stratify=["gender"])
     test = frame[frame["id"].isin(split.ids("test"))]
     assert test.groupby("gender")["speaker"].nunique().to_dict() == {"female": 10, "male": 10}
@@ -76,7 +77,7 @@ def test_the_demo_stays_small() -> None:
 def test_every_demo_voice_sounds_different_from_every_other() -> None:
     script = _corpus_script()
     table = pd.read_csv(demo_path() / "voices.tsv", sep="\t", dtype=str)
-    speakers = set(load_corpus("demo").frame["speaker"])
+    speakers = set(load_corpus("demo", installed().datasets()).frame["speaker"])
     assert set(table["client_id"]) == speakers  # the table describes exactly the corpus's voices
     voices = [
         script.Voice(
@@ -113,7 +114,7 @@ def test_every_demo_voice_sounds_different_from_every_other() -> None:
 @pytest.mark.parametrize("gender", ["male_masculine", "female_feminine"])
 def test_voices_table_matches_the_corpus_genders(gender: str) -> None:
     table = pd.read_csv(demo_path() / "voices.tsv", sep="\t", dtype=str)
-    frame = load_corpus("demo").frame
+    frame = load_corpus("demo", installed().datasets()).frame
     by_speaker = frame.drop_duplicates("speaker").set_index("speaker")["gender_raw"]
     mine = table[table["gender"] == gender]
     assert (by_speaker.loc[mine["client_id"]] == gender).all()

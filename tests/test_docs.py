@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from asrfair import cli, hookspecs, plugins
+from asrfair import hookspecs
 from asrfair.corpus import load_corpus
+from asrfair.plugins import Plugins
 from asrfair.subsets import select_subset
+from asrfair.testing import app_with, run_cli, with_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -114,24 +115,15 @@ def documented_command_lines(path: Path) -> list[tuple[str, list[str]]]:
 
 
 @pytest.fixture
-def docs_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, types.ModuleType]]:
-    """Every worked example of docs/plugins.md installed as a plugin, its commands on the app."""
-    pm = plugins.get_plugin_manager()
-    modules: dict[str, types.ModuleType] = {}
-    # the commands go on asrfair's own app, so they are added to a copy of its command list
-    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
-    monkeypatch.setattr(cli, "_commands_added", False, raising=False)
-    try:
-        for hook in HOOKS:
-            module = types.ModuleType(f"docs_{hook}")
-            exec(compile(_example(hook), f"docs/plugins.md ({hook})", "exec"), module.__dict__)
-            pm.register(module, name=f"docs-{hook}")
-            modules[hook] = module
-        cli.add_plugin_commands()
-        yield modules
-    finally:
-        for module in modules.values():
-            pm.unregister(module)
+def docs_plugins() -> Plugins:
+    """Every worked example of docs/plugins.md as a plugin, beside the built-ins: the
+    test's own plugin set, handed to the real app (nothing global is registered)."""
+    modules = []
+    for hook in HOOKS:
+        module = types.ModuleType(f"docs_{hook}")
+        exec(compile(_example(hook), f"docs/plugins.md ({hook})", "exec"), module.__dict__)
+        modules.append(module)
+    return with_plugins(*modules)
 
 
 def test_there_are_six_hooks() -> None:
@@ -174,51 +166,54 @@ def test_hookspec_has_a_docstring(hook: str) -> None:
 
 
 # --- the worked examples do what their sections say --------------------------------------------
-def _run(argv: list[str]) -> Any:
-    result = runner.invoke(cli.app, argv)
+def _run(argv: list[str], chosen: Plugins) -> Any:
+    result = run_cli(argv, chosen)
     assert result.exit_code == 0, f"asrfair {shlex.join(argv)}\n{result.output}"
     return result
 
 
-def _check_datasets(argv: list[str] | None) -> None:
-    corpus = load_corpus("toy:2")
+def _check_datasets(argv: list[str] | None, chosen: Plugins) -> None:
+    corpus = load_corpus("toy:2", chosen.datasets())
     assert corpus.frame["id"].tolist() == ["u0", "u1"]
     assert corpus.frame["sentence"].tolist() == ["bonjour", "bonjour"]
-    assert len(load_corpus("toy").frame) == 3  # `toy` alone: the loader gets None
+    assert (
+        len(load_corpus("toy", chosen.datasets()).frame) == 3
+    )  # `toy` alone: the loader gets None
 
 
-def _check_normalizers(argv: list[str] | None) -> None:
+def _check_normalizers(argv: list[str] | None, chosen: Plugins) -> None:
     assert argv, "the register_normalizers section shows no command line"
-    upper = json.loads(_run([*argv, "--format", "json"]).stdout)
+    upper = json.loads(_run([*argv, "--format", "json"], chosen).stdout)
     assert upper["config"]["normalizer"] == "upper"
     argv_none = [*argv[: argv.index("--normalizer")], "--normalizer", "none", "--format", "json"]
-    none = json.loads(_run(argv_none).stdout)
+    none = json.loads(_run(argv_none, chosen).stdout)
     # the references are cased, the hypotheses lower-case: upper-casing both removes errors
     assert upper["overall"]["wer"] < none["overall"]["wer"]
 
 
-def _check_subsets(argv: list[str] | None) -> None:
+def _check_subsets(argv: list[str] | None, chosen: Plugins) -> None:
     table = pd.DataFrame({"id": list("abcd"), "speaker": list("aabb")})
-    assert select_subset(table, "first:2")["id"].tolist() == ["a", "b"]
+    chosen_rows = select_subset(table, chosen.selector("first:2"), "first:2")
+    assert chosen_rows["id"].tolist() == ["a", "b"]
 
 
-def _check_metrics(argv: list[str] | None) -> None:
+def _check_metrics(argv: list[str] | None, chosen: Plugins) -> None:
     assert argv, "the register_metrics section shows no command line"
-    data = json.loads(_run([*argv, "--format", "json"]).stdout)
+    data = json.loads(_run([*argv, "--format", "json"], chosen).stdout)
     assert 0 < data["overall"]["del"] < 1
     assert len(data["overall"]["del_ci"]) == 2
     assert len(data["groups"]["gender"]) == 2
     assert all("del" in row for row in data["groups"]["gender"])
 
 
-def _check_exporters(argv: list[str] | None) -> None:
+def _check_exporters(argv: list[str] | None, chosen: Plugins) -> None:
     assert argv, "the register_exporters section shows no command line"
-    assert re.fullmatch(r"WER \d\.\d{3} on \d+ utterances\n", _run(argv).stdout)
+    assert re.fullmatch(r"WER \d\.\d{3} on \d+ utterances\n", _run(argv, chosen).stdout)
 
 
-def _check_commands(argv: list[str] | None) -> None:
+def _check_commands(argv: list[str] | None, chosen: Plugins) -> None:
     assert argv == ["hello", "--name", "you"]
-    assert _run(argv).stdout == "hello you\n"
+    assert _run(argv, chosen).stdout == "hello you\n"
 
 
 CHECKS = {
@@ -238,7 +233,7 @@ def test_every_hook_has_a_check() -> None:
 @pytest.mark.parametrize("hook", HOOKS)
 def test_worked_example_works(
     hook: str,
-    docs_plugins: dict[str, types.ModuleType],
+    docs_plugins: Plugins,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -250,7 +245,7 @@ def test_worked_example_works(
     section_lines = [argv for _, argv in command_lines(_section(hook), hook)]
     runnable = [argv for argv in section_lines if argv[:1] != ["audit"]]
     assert len(runnable) <= 1, section_lines
-    CHECKS[hook](runnable[0] if runnable else None)
+    CHECKS[hook](runnable[0] if runnable else None, docs_plugins)
 
 
 # --- every documented command line parses -------------------------------------------------------
@@ -280,12 +275,12 @@ def test_docs_show_command_lines() -> None:
 def test_documented_command_lines_parse(
     line: str,
     argv: list[str],
-    docs_plugins: dict[str, types.ModuleType],
+    docs_plugins: Plugins,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    command = typer.main.get_command(cli.app)
+    command = typer.main.get_command(app_with(docs_plugins))
     # every command down to `data inspect` has lost its body: nothing can really run
     assert _parse_only(command) >= 11
     try:
@@ -308,9 +303,9 @@ def _options(command: Any) -> set[str]:
     return names
 
 
-def test_every_option_the_docs_name_exists(docs_plugins: dict[str, types.ModuleType]) -> None:
+def test_every_option_the_docs_name_exists(docs_plugins: Plugins) -> None:
     """Prose included: `--pair-by-line`, `--resume` or `--ref-col` in a sentence is a promise."""
-    known = _options(typer.main.get_command(cli.app)) | set(FOREIGN_OPTIONS)
+    known = _options(typer.main.get_command(app_with(docs_plugins))) | set(FOREIGN_OPTIONS)
     named = {
         (path.name, match.group(0))
         for path in DOCS

@@ -19,6 +19,7 @@ from asrfair.audio import write_clip
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip, transcribe_to_file
+from asrfair.plugins import installed
 from asrfair.runs import run_lock, score_predictions
 from asrfair.scoring import COUNT_COLUMNS
 from conftest import (
@@ -464,7 +465,7 @@ def test_a_cache_entry_copied_over_another_is_decoded_again(tmp_path: Path) -> N
     release = make_cv_release(tmp_path / "cv", n_speakers=1, per_speaker=2)
     from asrfair.corpus import load_corpus
 
-    corpus = load_corpus(f"commonvoice:{release}").frame
+    corpus = load_corpus(f"commonvoice:{release}", installed().datasets()).frame
     first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
     a, b = (Path(c) for c in first.table["cache"])
     b.write_bytes(a.read_bytes())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
-from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -22,28 +21,11 @@ from asrfair.metrics import run_metrics
 from asrfair.scoring import score
 from asrfair.stats import StatsConfig
 from asrfair.subsets import select_subset
+from asrfair.testing import run_cli, with_plugins
 from asrfair.text import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture
-def registered() -> Iterator[list[object]]:
-    """Plugins appended to this list are registered for the test and unregistered after."""
-    added: list[object] = []
-    pm = plugins.get_plugin_manager()
-
-    class _Adder(list[object]):
-        def append(self, plugin: object) -> None:
-            pm.register(plugin, name=f"test-{len(self)}")
-            super().append(plugin)
-
-    adder = _Adder()
-    yield adder
-    for plugin in adder:
-        pm.unregister(plugin)
-    del added
 
 
 def _table() -> pd.DataFrame:
@@ -57,29 +39,30 @@ def _table() -> pd.DataFrame:
     )
 
 
-def test_hook_register_normalizers(registered: list[object]) -> None:
+def test_hook_register_normalizers() -> None:
     class Upper:
         @hookimpl
         def register_normalizers(self, register):  # type: ignore[no-untyped-def]
             register("upper", str.upper)
 
-    registered.append(Upper())
-    assert plugins.normalizers().get("upper")("ab") == "AB"
-    assert {"cv-french", "basic", "none", "upper"} <= set(plugins.normalizers().names())
+    chosen = with_plugins(Upper())
+    assert chosen.normalizers().get("upper")("ab") == "AB"
+    assert {"cv-french", "basic", "none", "upper"} <= set(chosen.normalizers().names())
+    assert "upper" not in plugins.installed().normalizers()  # nothing global was touched
 
 
-def test_hook_register_subsets(registered: list[object]) -> None:
+def test_hook_register_subsets() -> None:
     class First:
         @hookimpl
         def register_subsets(self, register):  # type: ignore[no-untyped-def]
             register("first", lambda arg: lambda table, seed: np.arange(len(table)) < int(arg))
 
-    registered.append(First())
-    chosen = select_subset(_table(), "first:2")
+    selector = with_plugins(First()).selector("first:2")
+    chosen = select_subset(_table(), selector, "first:2")
     assert chosen["id"].tolist() == ["a", "b"]
 
 
-def test_hook_register_metrics(registered: list[object]) -> None:
+def test_hook_register_metrics() -> None:
     class HypWords:
         @hookimpl
         def register_metrics(self, register):  # type: ignore[no-untyped-def]
@@ -88,27 +71,26 @@ def test_hook_register_metrics(registered: list[object]) -> None:
 
             register("hyp_words", hyp_words)
 
-    registered.append(HypWords())
-    report = run_metrics(score(_table(), identity), StatsConfig(n_boot=0), ["wer", "hyp_words"])
+    chosen = with_plugins(HypWords()).chosen_metrics(["wer", "hyp_words"])
+    report = run_metrics(score(_table(), identity), StatsConfig(n_boot=0), chosen)
     assert report.data["overall"]["hyp_words"] == 4
     assert report.data["overall"]["errors"] == 2
 
 
-def test_hook_register_exporters(registered: list[object], tmp_path: Path) -> None:
+def test_hook_register_exporters(tmp_path: Path) -> None:
     class Headline:
         @hookimpl
         def register_exporters(self, register):  # type: ignore[no-untyped-def]
             register("headline", lambda report: f"WER={report.data['overall']['wer']:.2f}\n")
 
-    registered.append(Headline())
     path = tmp_path / "t.csv"
     _table().to_csv(path, index=False)
-    result = runner.invoke(cli.app, ["score", str(path), "--format", "headline"])
+    result = run_cli(["score", str(path), "--format", "headline"], with_plugins(Headline()))
     assert result.exit_code == 0, result.output
     assert result.stdout == "WER=0.40\n"
 
 
-def test_hook_register_datasets(registered: list[object], tmp_path: Path) -> None:
+def test_hook_register_datasets(tmp_path: Path) -> None:
     class Toy:
         @hookimpl
         def register_datasets(self, register):  # type: ignore[no-untyped-def]
@@ -126,9 +108,9 @@ def test_hook_register_datasets(registered: list[object], tmp_path: Path) -> Non
 
             register("toy", toy)
 
-    registered.append(Toy())
+    toy = with_plugins(Toy())
     # The public path every command takes: resolve the name, call the loader, finish_corpus.
-    corpus = load_corpus("toy:6")
+    corpus = load_corpus("toy:6", toy.datasets())
     frame = corpus.frame
     assert corpus.name == "toy:6"
     assert frame["id"].tolist() == [f"u{i}" for i in range(6)]
@@ -137,9 +119,7 @@ def test_hook_register_datasets(registered: list[object], tmp_path: Path) -> Non
     assert frame["gender"].tolist() == ["female", "male", "", "female", "male", "other"]
     assert frame["split"].tolist() == [""] * 6  # added by finish_corpus
     # and through the CLI: the toy's speakers and utterances are what data inspect counts
-    result = runner.invoke(
-        cli.app, ["data", "inspect", "toy:6", "--groups", "gender", "--format", "json"]
-    )
+    result = run_cli(["data", "inspect", "toy:6", "--groups", "gender", "--format", "json"], toy)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["dataset"] == "toy:6"
@@ -148,9 +128,7 @@ def test_hook_register_datasets(registered: list[object], tmp_path: Path) -> Non
 
 
 def test_hook_register_commands(
-    registered: list[object],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     class Hello:
         @hookimpl
@@ -159,8 +137,12 @@ def test_hook_register_commands(
             def hello(name: str = "world") -> None:
                 typer.echo(f"hello {name}")
 
-    registered.append(Hello())
-    # The hook adds to asrfair's own app: give it a copy of the command list to add to.
+    hello = with_plugins(Hello())
+    assert run_cli(["hello", "--name", "you"], hello).stdout == "hello you\n"
+    assert "hello" in run_cli(["--help"], hello).stdout
+    assert "hello" not in runner.invoke(cli.app, ["--help"]).stdout  # asrfair's own app untouched
+    # The `asrfair` script adds the installed plugins' commands to its app before parsing.
+    monkeypatch.setattr(plugins, "installed", lambda: hello)
     monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
     monkeypatch.setattr(cli, "_commands_added", False, raising=False)
     monkeypatch.setattr(sys, "argv", ["asrfair", "hello", "--name", "you"])
@@ -169,23 +151,21 @@ def test_hook_register_commands(
     captured = capsys.readouterr()
     assert exit_.value.code == 0, captured.err
     assert captured.out == "hello you\n"
-    assert "hello" in runner.invoke(cli.app, ["--help"]).stdout
 
 
-def test_duplicate_names_are_refused_naming_both_plugins(registered: list[object]) -> None:
+def test_duplicate_names_are_refused_naming_both_plugins() -> None:
     class Clash:
         @hookimpl
         def register_metrics(self, register):  # type: ignore[no-untyped-def]
             register("wer", lambda ctx: None)
 
-    registered.append(Clash())
-    with pytest.raises(AsrfairError, match=r"'wer' is registered by both .*metrics.* and 'test-0'"):
-        plugins.metrics()
+    with pytest.raises(AsrfairError, match=r"'wer' is registered by both .*metrics.* and 'Clash'"):
+        with_plugins(Clash()).metrics()
 
 
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(AsrfairError) as err:
-        plugins.normalizers().get("klingon", option="--normalizer")
+        with_plugins().normalizers().get("klingon", option="--normalizer")
     assert (
         str(err.value)
         == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, none"
@@ -230,11 +210,11 @@ def broken_plugins(
 def test_broken_plugins_are_named_and_skipped(
     broken_plugins: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    errors = plugins.load_plugins().errors
+    errors = plugins.installed().errors
     assert any(e.startswith("plugin 'exits_on_import'") and "SystemExit" in e for e in errors)
     assert any(e.startswith("plugin 'misspelt'") and "register_metric" in e for e in errors)
-    assert not plugins.get_plugin_manager().has_plugin("misspelt")
-    assert "wer" in plugins.metrics().names()  # the built-ins still register
+    assert not plugins.installed().pm.has_plugin("misspelt")
+    assert "wer" in plugins.installed().metrics().names()  # the built-ins still register
     assert "failed in register_metrics" in capsys.readouterr().err
     cli.add_plugin_commands()  # the raising register_commands is named, the app survives
     assert "failed in register_commands" in capsys.readouterr().err
@@ -251,12 +231,12 @@ def test_default_plugins_are_the_declared_entry_points() -> None:
 
 def test_block_environment_variable(fresh_plugins: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(plugins.BLOCK_ENV, "asrfair.default_plugins.exporters, agebuckets")
-    names = [row["name"] for row in plugins.plugin_info()]
+    names = [row["name"] for row in plugins.installed().info()]
     assert "asrfair.default_plugins.exporters" not in names
     assert "agebuckets" not in names
     assert "asrfair.default_plugins.metrics" in names
     with pytest.raises(AsrfairError, match="unknown exporter 'json'; known: \\(none\\)"):
-        plugins.exporters().get("json")
+        plugins.installed().exporters().get("json")
 
 
 def test_plugin_that_fails_to_import_is_named_and_skipped(
@@ -269,7 +249,7 @@ def test_plugin_that_fails_to_import_is_named_and_skipped(
         return [broken, *real(group=group)]
 
     monkeypatch.setattr(plugins, "entry_points", with_broken)
-    loaded = plugins.load_plugins()
+    loaded = plugins.installed()
     assert len(loaded.errors) == 1
     assert loaded.errors[0].startswith("plugin 'broken' (asrfair_no_such_module) failed to import")
     path = tmp_path / "t.csv"

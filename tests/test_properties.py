@@ -45,7 +45,8 @@ from asrfair.default_plugins.exporters import (
     to_rich,
 )
 from asrfair.errors import AsrfairError
-from asrfair.metrics import run_metrics
+from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.plugins import installed
 from asrfair.report import Report, report_tables
 from asrfair.scoring import RESERVED, score
 from asrfair.stats import StatsConfig
@@ -227,6 +228,7 @@ groupings = cells.filter(
 # Every group has no errors, so every label is also named in a note ("x has no errors"); a
 # row with an empty label adds a "dropped" note and warning that name the grouping.
 CONFIG = StatsConfig(n_boot=199, n_perm=0, interval="t")
+METRICS = installed().chosen_metrics(DEFAULT_METRICS)
 
 
 def _report(grouping: str, names: list[str]) -> Report:
@@ -237,7 +239,9 @@ def _report(grouping: str, names: list[str]) -> Report:
         for u in range(2)
     ]
     rows.append({"id": "blank", "speaker": "blank", grouping: " ", "ref": "a", "hyp": "b"})
-    return run_metrics(score(pd.DataFrame(rows), identity, group_columns=[grouping]), CONFIG)
+    return run_metrics(
+        score(pd.DataFrame(rows), identity, group_columns=[grouping]), CONFIG, METRICS
+    )
 
 
 def _check_json(report: Report, grouping: str, names: list[str]) -> None:

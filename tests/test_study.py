@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from asrfair import audit as audit_module
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
+from asrfair.plugins import installed
 from asrfair.study import load_study
 from conftest import make_cv_release, make_tiny_model
 
@@ -261,7 +262,7 @@ def test_study_file_errors_name_the_key(tmp_path: Path, text: str, message: str)
     path = tmp_path / "s.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(AsrfairError) as err:
-        load_study(path)
+        load_study(path, installed())
     assert message in str(err.value)
     assert str(path) in str(err.value)
 
@@ -279,7 +280,7 @@ def test_committed_notebook_study_tables_come_from_its_stored_metrics(fmt: str, 
 def test_committed_notebook_study_plot_and_file() -> None:
     forest = matplotlib.image.imread(EXAMPLE / "notebook_study" / "gap_forest.png")
     assert forest.shape[0] > 600 and forest.shape[1] > 600
-    study = load_study(EXAMPLE / "notebook_study.toml")
+    study = load_study(EXAMPLE / "notebook_study.toml", installed())
     assert len(study.run_names()) == 12
     assert study.subsets == ["all", "half", "male", "female"] and len(study.hparams) == 3
 
@@ -299,5 +300,5 @@ def test_bad_study_statistics_are_one_line_errors(tmp_path: Path, text: str, mes
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(AsrfairError) as caught:
-        load_study(path)
+        load_study(path, installed())
     assert message in str(caught.value) and str(path) in str(caught.value)

@@ -8,20 +8,21 @@ number printed in a terminal and one computed in a notebook come from one code p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from asrfair import plugins
 from asrfair.errors import AsrfairError
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.plugins import Plugins, installed
 from asrfair.report import Report
 from asrfair.runs import load_stored_report
 from asrfair.scoring import ScoreTable
 from asrfair.scoring import score as score_table
 from asrfair.stats import StatsConfig
+from asrfair.text import Normalizer
 from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts, select_columns
 
 
@@ -33,6 +34,7 @@ class ScoreResult:
     """
 
     report: Report
+    plugins: Plugins = field(default_factory=installed, repr=False, compare=False)
 
     @property
     def overall(self) -> pd.Series:
@@ -77,7 +79,7 @@ class ScoreResult:
 
     def export(self, fmt: str) -> str:
         """Any exporter plugin's text (``json``, ``csv``, ``md``, ``latex``...)."""
-        rendered = plugins.exporters().get(fmt, option="--format")(self.report)
+        rendered = self.plugins.exporters().get(fmt, option="--format")(self.report)
         if not isinstance(rendered, str):
             raise TypeError(f"exporter {fmt!r} renders for a terminal; use rich's Console")
         return rendered
@@ -95,7 +97,7 @@ class ScoreResult:
         return self.export("latex")
 
     def __rich__(self) -> Any:
-        return plugins.exporters().get("rich")(self.report)
+        return self.plugins.exporters().get("rich")(self.report)
 
     def _repr_html_(self) -> str:
         tables = "".join(
@@ -146,15 +148,22 @@ def score(
     interval: str = "auto",
     p_adjust: str = "holm",
     gaps: str = "auto",
+    plugins: Plugins | None = None,
 ) -> ScoreResult:
     """WER/CER overall and per group, with speaker-level intervals and gap tests.
 
     ``data`` is a DataFrame or a CSV/TSV/JSONL path with one row per utterance. Without a
     ``speaker`` column every utterance is its own speaker, and the report says so.
+    ``plugins`` (default: the installed ones) resolves ``normalizer`` and ``metrics``; pass
+    ``Plugins.with_builtins(MyPlugin())`` to try a plugin without installing it.
     """
+    plugins = plugins or installed()
+    chosen = plugins.chosen_metrics(metrics)
     groupings = _groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
-    table = _score(data, columns, groupings, normalizer)
+    table = _score(
+        data, columns, groupings, plugins.normalizers().get(normalizer, option="--normalizer")
+    )
     cfg = StatsConfig(
         bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
     )
@@ -164,7 +173,7 @@ def score(
         "normalizer": normalizer,
         "groups": groupings,
     }
-    return ScoreResult(run_metrics(table, cfg, list(metrics), config=config))
+    return ScoreResult(run_metrics(table, cfg, chosen, config=config), plugins)
 
 
 def compare(
@@ -182,14 +191,17 @@ def compare(
     seed: int = 0,
     confidence: float = 0.95,
     min_speakers: int = 10,
+    plugins: Plugins | None = None,
 ) -> ScoreResult:
     """System B against system A on the same utterances, paired by id: B - A per group with
     a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A."""
     from asrfair.comparison import build_compare_report
 
+    plugins = plugins or installed()
+    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
     groupings = _groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
-    tables = [_score(a, columns, groupings, normalizer), _score(b, columns, [], normalizer)]
+    tables = [_score(a, columns, groupings, normalize), _score(b, columns, [], normalize)]
     for data, table in zip((a, b), tables, strict=True):
         if table.frame.attrs.get(IDS_FROM_LINES) and not pair_by_line:
             raise AsrfairError(
@@ -205,12 +217,12 @@ def compare(
         "groups": groupings,
     }
     cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
-    return ScoreResult(build_compare_report(tables[0], tables[1], cfg, config=config))
+    return ScoreResult(build_compare_report(tables[0], tables[1], cfg, config=config), plugins)
 
 
-def load_run(path: str | Path) -> ScoreResult:
+def load_run(path: str | Path, *, plugins: Plugins | None = None) -> ScoreResult:
     """A finished audit run or study folder, from its stored metrics; nothing is recomputed."""
-    return ScoreResult(load_stored_report(Path(path)))
+    return ScoreResult(load_stored_report(Path(path)), plugins or installed())
 
 
 def _groupings(groups: str | Sequence[str]) -> list[str]:
@@ -233,11 +245,10 @@ def _name(data: pd.DataFrame | str | Path) -> str:
 
 
 def _score(
-    data: pd.DataFrame | str | Path, columns: Columns, groupings: list[str], normalizer: str
+    data: pd.DataFrame | str | Path, columns: Columns, groupings: list[str], normalize: Normalizer
 ) -> ScoreTable:
     if isinstance(data, pd.DataFrame):
         frame = select_columns(data, columns, groupings, source="DataFrame")
     else:
         frame = load_transcripts(Path(data), columns, groupings)
-    normalize = plugins.normalizers().get(normalizer, option="--normalizer")
     return score_table(frame, normalize, group_columns=groupings)

@@ -17,14 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from asrfair import __version__, files, plugins
+from asrfair import __version__, files
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
-from asrfair.metrics import DEFAULT_METRICS, run_metrics
+from asrfair.metrics import DEFAULT_METRICS, Metric, run_metrics
+from asrfair.plugins import Plugins, installed
 from asrfair.report import Report
 from asrfair.runs import (
     StageTimes,
@@ -39,7 +40,7 @@ from asrfair.runs import (
 from asrfair.scoring import COUNT_COLUMNS, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.stats import StatsConfig
-from asrfair.subsets import select_subset
+from asrfair.subsets import Selector, select_subset
 from asrfair.train import (
     choose_vocab,
     fine_tune,
@@ -98,6 +99,7 @@ class RunSettings:
     stats: StatsConfig = field(default_factory=StatsConfig)
     metrics: tuple[str, ...] = DEFAULT_METRICS
     progress: bool = True
+    plugins: Plugins = field(default_factory=installed)  # handed in by the CLI, a test or the API
 
 
 def quiet_libraries() -> None:
@@ -138,36 +140,54 @@ def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[
 
 
 @dataclass
+class Resolved:
+    """The run's plugin names, looked up once in the preflight and handed to the stages."""
+
+    corpus: Corpus
+    selector: Selector
+    metrics: dict[str, Metric]
+
+
+@dataclass
 class Prepared:
     corpus: Corpus
     frame: pd.DataFrame  # corpus rows with audio, plus cache/n_samples/seconds
     split: Split
     subset: pd.DataFrame
     notes: list[str]
+    metrics: dict[str, Metric]
 
 
-def preflight(options: AuditOptions, settings: RunSettings) -> Corpus:
+def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
     """Every check that needs no audio, done before the run folder or the cache is touched:
     a typo in --train-subset or --model must not cost an audio preparation, nor leave a
     config.json behind that makes the same --out refuse the corrected command."""
-    for name in settings.metrics:
-        plugins.metrics().get(name, option="--metrics")
+    chosen = settings.plugins
+    metrics = chosen.chosen_metrics(settings.metrics)
     check_split(options.split, options.test_fraction)
-    normalize = plugins.normalizers().get(options.normalizer, option="--normalizer")
+    normalize = chosen.normalizers().get(options.normalizer, option="--normalizer")
     corpus = prepare_metadata(
-        options.dataset, normalize, list(options.groups), parse_columns(options.columns)
+        options.dataset,
+        normalize,
+        list(options.groups),
+        parse_columns(options.columns),
+        datasets=chosen.datasets(),
     )
-    select_subset(corpus.frame, options.train_subset, seed=options.seed)
+    selector = chosen.selector(options.train_subset)
+    select_subset(corpus.frame, selector, options.train_subset, seed=options.seed)
     _feat_extract_norm(options.resolved_model())
     if options.no_train:
         try:
             load_processor(options.resolved_model())
         except Exception as exc:
             raise model_load_error(options.resolved_model(), exc) from None
-    return corpus
+    return Resolved(corpus, selector, metrics)
 
 
-def prepare(options: AuditOptions, settings: RunSettings, state: Any, corpus: Corpus) -> Prepared:
+def prepare(
+    options: AuditOptions, settings: RunSettings, state: Any, resolved: Resolved
+) -> Prepared:
+    corpus = resolved.corpus
     audio = AudioSettings(
         min_seconds=options.min_seconds,
         max_seconds=options.max_seconds,
@@ -195,8 +215,9 @@ def prepare(options: AuditOptions, settings: RunSettings, state: Any, corpus: Co
         stratify=list(options.groups),
     )
     train_side = frame[frame["id"].isin(split.ids("train"))]
-    subset = select_subset(train_side, options.train_subset, seed=options.seed)
-    return Prepared(corpus, frame, split, subset, corpus.notes + prepared.notes + split.notes)
+    subset = select_subset(train_side, resolved.selector, options.train_subset, seed=options.seed)
+    notes = corpus.notes + prepared.notes + split.notes
+    return Prepared(corpus, frame, split, subset, notes, resolved.metrics)
 
 
 def _train(options: AuditOptions, settings: RunSettings, data: Prepared, state: Any) -> str:
@@ -293,13 +314,13 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     quiet_libraries()
     # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
     state = PartialState(cpu=pick_device(settings.device).type == "cpu")
-    corpus = preflight(options, settings)  # before the lock: a typo leaves nothing on disk
+    resolved = preflight(options, settings)  # before the lock: a typo leaves nothing on disk
     with run_lock(settings.out) if state.is_main_process else nullcontext():
-        return _run_audit(options, settings, state, corpus)
+        return _run_audit(options, settings, state, resolved)
 
 
 def _run_audit(
-    options: AuditOptions, settings: RunSettings, state: Any, corpus: Corpus
+    options: AuditOptions, settings: RunSettings, state: Any, resolved: Resolved
 ) -> Report | None:
     out = settings.out
     if state.is_main_process:
@@ -322,7 +343,7 @@ def _run_audit(
     state.wait_for_everyone()
     timings = StageTimes(out, enabled=state.is_main_process)
     with timings.stage("prepare_s"):
-        data = prepare(options, settings, state, corpus)
+        data = prepare(options, settings, state, resolved)
     if state.is_main_process:
         write_split(data.split, out / "splits")
         files.write_text(out / "splits" / "subset.txt", "\n".join(sorted(data.subset["id"])) + "\n")
@@ -349,7 +370,7 @@ def _report(
     report = run_metrics(
         table,
         settings.stats,
-        settings.metrics,
+        data.metrics,
         config={"dataset": options.dataset, "model": options.resolved_model()},
     )
     report.data["warnings"] = data.notes + list(table.notes) + report.data["warnings"]
@@ -373,5 +394,5 @@ def _report(
         "timings": timings,
     }
     report.kind = "audit"
-    write_outputs(report, settings.out)
+    write_outputs(report, settings.out, settings.plugins.exporters())
     return report

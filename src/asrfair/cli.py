@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
+from asrfair.plugins import Plugins
 from asrfair.report import Report
 from asrfair.stats import StatsConfig
 
@@ -61,6 +63,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+_handed: ContextVar[Plugins | None] = ContextVar("asrfair_plugins", default=None)
+
+
+def active() -> Plugins:
+    """The plugins of this invocation: those handed to the app as its context object
+    (``CliRunner().invoke(app, args, obj=Plugins.with_builtins(...))``, see asrfair.testing),
+    else the installed ones. The root callback records them; commands pass them on."""
+    return _handed.get() or plugins.installed()
+
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"asrfair {__version__}")
@@ -69,6 +81,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def callback(
+    ctx: typer.Context,
     *,
     version: Annotated[
         bool | None,
@@ -76,7 +89,8 @@ def callback(
     ] = None,
 ) -> None:
     """asrfair: per-group WER/CER with speaker-level intervals, gaps and tests."""
-    for message in plugins.load_plugins().errors:
+    _handed.set(ctx.obj if isinstance(ctx.obj, Plugins) else None)
+    for message in active().errors:
         say("[yellow]warning:[/] ", message)
 
 
@@ -206,7 +220,7 @@ def print_uncut(renderable: Any) -> None:
 
 def emit(report: Report, fmt: str, out: Path | None) -> None:
     """Render with the named exporter to stdout, or to ``out`` (plain text)."""
-    exporter = plugins.exporters().get(fmt, option="--format")
+    exporter = active().exporters().get(fmt, option="--format")
     rendered = exporter(report)
     if out is None:
         if isinstance(rendered, str):
@@ -279,7 +293,7 @@ def score_command(
     from asrfair import api
 
     with user_errors():
-        plugins.exporters().get(fmt, option="--format")  # fail before the work, not after
+        active().exporters().get(fmt, option="--format")  # fail before the work, not after
         check_out(out, [file])
         result = api.score(
             file,
@@ -298,6 +312,7 @@ def score_command(
             interval=interval,
             p_adjust=p_adjust,
             gaps=gaps,
+            plugins=active(),
         )
         emit(result.report, fmt, out)
 
@@ -338,7 +353,7 @@ def compare_command(
     from asrfair.comparison import compare_runs
 
     with user_errors():
-        plugins.exporters().get(fmt, option="--format")
+        active().exporters().get(fmt, option="--format")
         check_out(out, list(paths))
         cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
         if len(paths) < 2:
@@ -371,6 +386,7 @@ def compare_command(
             seed=seed,
             confidence=confidence,
             min_speakers=min_speakers,
+            plugins=active(),
         )
         emit(result.report, fmt, out)
 
@@ -420,8 +436,8 @@ def study_command(
     from asrfair.study import load_study, run_study, write_study_outputs
 
     with user_errors():
-        plugins.exporters().get(fmt, option="--format")
-        study = load_study(file)
+        active().exporters().get(fmt, option="--format")
+        study = load_study(file, active())
         folder = out or file.with_suffix("")
         if folder.exists() and not folder.is_dir():
             raise AsrfairError(
@@ -429,14 +445,14 @@ def study_command(
                 "file with a .toml suffix, or pass --out"
             )
         try:
-            report = run_study(study, folder)
+            report = run_study(study, folder, active())
         except KeyboardInterrupt:
             stderr().print(
                 "[yellow]interrupted:[/] run the same command to resume", highlight=False
             )
             raise typer.Exit(130) from None
         report.bold_best = bold_best
-        write_study_outputs(report, folder)
+        write_study_outputs(report, folder, active().exporters())
         emit(report, fmt, None)
         say("", f"study folder: {folder}")
 
@@ -487,8 +503,8 @@ def data_inspect_command(
 
     with user_errors():
         use_cache_dir(cache_dir)  # where an HF dataset's embedded audio is written
-        plugins.exporters().get(fmt, option="--format")
-        normalize = plugins.normalizers().get(normalizer, option="--normalizer")
+        active().exporters().get(fmt, option="--format")
+        normalize = active().normalizers().get(normalizer, option="--normalizer")
         report = inspect_dataset(
             dataset,
             normalize,
@@ -497,6 +513,7 @@ def data_inspect_command(
             test_fraction=test_fraction,
             seed=seed,
             columns=parse_columns(columns),
+            datasets=active().datasets(),
         )
         emit(report, fmt, out)
 
@@ -524,8 +541,10 @@ def data_prepare_command(
 
     with user_errors():
         use_cache_dir(cache_dir)
-        normalize = plugins.normalizers().get(normalizer, option="--normalizer")
-        corpus = prepare_metadata(dataset, normalize, [], parse_columns(columns))
+        normalize = active().normalizers().get(normalizer, option="--normalizer")
+        corpus = prepare_metadata(
+            dataset, normalize, [], parse_columns(columns), datasets=active().datasets()
+        )
         settings = AudioSettings(min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)
         prepared = prepare_audio(corpus.frame, settings, cache_dir)
         hours = prepared.table["seconds"].sum() / 3600
@@ -643,7 +662,7 @@ def audit_command(
 
     with user_errors():
         use_cache_dir(cache_dir)
-        plugins.exporters().get(fmt, option="--format")
+        active().exporters().get(fmt, option="--format")
         stats = StatsConfig(
             bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
         )
@@ -692,6 +711,7 @@ def audit_command(
             batch_seconds=batch_seconds,
             stats=stats,
             metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+            plugins=active(),
         )
         try:
             report = run_audit(options, settings)
@@ -709,7 +729,7 @@ def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List installed plugins, their versions and the hooks they implement."""
-    rows = plugins.plugin_info()
+    rows = active().info()
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -739,8 +759,7 @@ def add_plugin_commands() -> None:
     global _commands_added
     if not _commands_added:
         _commands_added = True
-        for impl in plugins.get_plugin_manager().hook.register_commands.get_hookimpls():
-            plugins.run_hook(impl, "register_commands", app=app)
+        plugins.installed().add_commands(app)
 
 
 def main() -> None:

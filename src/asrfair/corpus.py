@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from asrfair.errors import AsrfairError
+from asrfair.registry import Registry
+from asrfair.text import Normalizer
 
 _GENDER = {
     "male": "male",
@@ -67,6 +69,10 @@ class Corpus:
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+# ``--dataset name:arg`` calls ``loader(arg)`` (``None`` without ``:arg``).
+DatasetLoader = Callable[[str | None], "Corpus | pd.DataFrame"]
+
+
 def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None) -> Corpus:
     """Check a loader's table and make its demographics canonical (raw gender is kept)."""
     notes = list(notes or [])
@@ -117,7 +123,7 @@ def drop_empty_groups(corpus: Corpus, groupings: list[str]) -> Corpus:
     return Corpus(corpus.name, frame.reset_index(drop=True), notes)
 
 
-def normalise_sentences(corpus: Corpus, normalizer: Callable[[str], str]) -> Corpus:
+def normalise_sentences(corpus: Corpus, normalizer: Normalizer) -> Corpus:
     """Apply the text normaliser; rows whose sentence becomes empty are dropped and counted."""
     frame = corpus.frame.copy()
     frame["sentence"] = [normalizer(text) for text in frame["sentence"]]
@@ -185,15 +191,15 @@ def resolve_audio_paths(frame: pd.DataFrame, root: Path, name: str) -> tuple[pd.
     )
 
 
-def load_corpus(spec: str, columns: dict[str, str] | None = None) -> Corpus:
+def load_corpus(
+    spec: str, datasets: Registry[DatasetLoader], columns: dict[str, str] | None = None
+) -> Corpus:
     """``name[:arg]`` through the dataset plugins, e.g. ``commonvoice:/data/cv-corpus-17.0/fr``.
 
     ``columns`` maps asrfair's column names to the dataset's, for tables that name them otherwise;
     it is applied before the loader's aliases, so the user's choice wins.
     """
-    from asrfair import plugins
-
-    loader, arg = plugins.datasets().resolve(spec, option="--dataset")
+    loader, arg = datasets.resolve(spec, option="--dataset")
     loaded = loader(arg)
     corpus = loaded if isinstance(loaded, Corpus) else Corpus(spec, loaded)
     frame = map_columns(corpus.frame, columns or {}, corpus.name)

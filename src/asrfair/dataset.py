@@ -18,7 +18,14 @@ import soundfile as sf
 
 from asrfair import __version__
 from asrfair.audio import quiet_worker
-from asrfair.corpus import Corpus, drop_empty_groups, load_corpus, normalise_sentences
+from asrfair.corpus import (
+    Corpus,
+    DatasetLoader,
+    drop_empty_groups,
+    load_corpus,
+    normalise_sentences,
+)
+from asrfair.registry import Registry
 from asrfair.report import Report
 from asrfair.scoring import group_labels
 from asrfair.split import Split, make_split
@@ -29,9 +36,11 @@ def prepare_metadata(
     normalizer: Callable[[str], str],
     groupings: Sequence[str],
     columns: dict[str, str] | None = None,
+    *,
+    datasets: Registry[DatasetLoader],
 ) -> Corpus:
     """Load, normalise sentences, and drop rows without a value for a requested group."""
-    corpus = normalise_sentences(load_corpus(spec, columns), normalizer)
+    corpus = normalise_sentences(load_corpus(spec, datasets, columns), normalizer)
     return drop_empty_groups(corpus, list(groupings))
 
 
@@ -112,8 +121,9 @@ def inspect_dataset(
     test_fraction: float = 0.2,
     seed: int = 0,
     columns: dict[str, str] | None = None,
+    datasets: Registry[DatasetLoader],
 ) -> Report:
-    corpus = prepare_metadata(spec, normalizer, groupings, columns)
+    corpus = prepare_metadata(spec, normalizer, groupings, columns, datasets=datasets)
     split = make_split(
         corpus.frame, how, test_fraction=test_fraction, seed=seed, stratify=list(groupings)
     )

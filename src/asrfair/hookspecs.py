@@ -13,13 +13,18 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from asrfair.corpus import DatasetLoader
+    from asrfair.metrics import Metric
     from asrfair.registry import Register
+    from asrfair.report import Exporter
+    from asrfair.subsets import SubsetFactory
+    from asrfair.text import Normalizer
 
 hookspec = pluggy.HookspecMarker("asrfair")
 
 
 @hookspec
-def register_datasets(register: Register) -> None:
+def register_datasets(register: Register[DatasetLoader]) -> None:
     """Register corpus loaders.
 
     :param register: call ``register(name, loader)``; ``loader(arg)`` receives the text after
@@ -28,7 +33,7 @@ def register_datasets(register: Register) -> None:
 
 
 @hookspec
-def register_normalizers(register: Register) -> None:
+def register_normalizers(register: Register[Normalizer]) -> None:
     """Register text normalisers, applied alike to references and hypotheses.
 
     :param register: call ``register(name, normalizer)``; ``normalizer(text) -> text``.
@@ -36,7 +41,7 @@ def register_normalizers(register: Register) -> None:
 
 
 @hookspec
-def register_subsets(register: Register) -> None:
+def register_subsets(register: Register[SubsetFactory]) -> None:
     """Register training-subset selectors.
 
     :param register: call ``register(name, factory)``; ``factory(arg)`` receives the text after
@@ -45,7 +50,7 @@ def register_subsets(register: Register) -> None:
 
 
 @hookspec
-def register_metrics(register: Register) -> None:
+def register_metrics(register: Register[Metric]) -> None:
     """Register metrics computed from a ScoreTable.
 
     :param register: call ``register(name, metric)``; ``metric(ctx)`` receives a
@@ -54,7 +59,7 @@ def register_metrics(register: Register) -> None:
 
 
 @hookspec
-def register_exporters(register: Register) -> None:
+def register_exporters(register: Register[Exporter]) -> None:
     """Register report writers.
 
     :param register: call ``register(name, exporter)``; ``exporter(report)`` returns text (or a

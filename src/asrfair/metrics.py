@@ -8,13 +8,13 @@ denominator, exactly as the built-in WER does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from asrfair import __version__, plugins
+from asrfair import __version__
 from asrfair.report import Report
 from asrfair.scoring import ScoreTable, group_labels
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
@@ -182,15 +182,15 @@ class MetricContext:
 def run_metrics(
     table: ScoreTable,
     cfg: StatsConfig,
-    names: Sequence[str] = DEFAULT_METRICS,
+    metrics: Mapping[str, Metric],
     *,
     config: dict[str, Any] | None = None,
 ) -> Report:
-    """Apply the named metric plugins and assemble the Report data (the JSON contract)."""
-    registry = plugins.metrics()
-    chosen = [registry.get(name, option="--metrics") for name in names]
+    """Apply the metrics (resolved by name, in order) and assemble the Report data (the JSON
+    contract)."""
+    names = list(metrics)
     ctx = MetricContext(table, cfg)
-    for metric in chosen:
+    for metric in metrics.values():
         metric(ctx)
     dropped = {}
     for grouping in table.group_columns:

@@ -20,13 +20,14 @@ problem; any other exception from a plugin is reported as that plugin's failure.
 from __future__ import annotations
 
 from asrfair import hookimpl
-from asrfair.corpus import Corpus
+from asrfair.corpus import Corpus, DatasetLoader
 from asrfair.errors import AsrfairError
 from asrfair.metrics import Metric, MetricContext
-from asrfair.plugins import DatasetLoader, Normalizer
+from asrfair.plugins import Plugins
 from asrfair.registry import Register
 from asrfair.report import Exporter, Report
 from asrfair.subsets import Selector, SubsetFactory
+from asrfair.text import Normalizer
 
 __all__ = [
     "AsrfairError",
@@ -36,6 +37,7 @@ __all__ = [
     "Metric",
     "MetricContext",
     "Normalizer",
+    "Plugins",
     "Register",
     "Report",
     "Selector",

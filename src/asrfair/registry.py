@@ -14,12 +14,14 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from asrfair.errors import AsrfairError
 
 T = TypeVar("T")
+K = TypeVar("K", contravariant=True)
 
 
-class Register(Protocol):
-    """The callable a registration hook receives."""
+class Register(Protocol[K]):
+    """The callable a registration hook receives, typed by the kind it registers
+    (``Register[Metric]``), so that mypy checks a plugin's callable against that kind."""
 
-    def __call__(self, name: str, obj: object, *, help: str = "") -> None: ...
+    def __call__(self, name: str, obj: K, *, help: str = "") -> None: ...
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from asrfair import files, plugins
+from asrfair import files
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
-from asrfair.report import Report
+from asrfair.registry import Registry
+from asrfair.report import Exporter, Report
 from asrfair.scoring import COUNT_COLUMNS, ScoreTable
 
 
@@ -289,9 +290,8 @@ def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:
         raise AsrfairError(f"{path}: not an asrfair report (no {', '.join(missing)}); {fix}")
 
 
-def write_outputs(report: Report, out: Path) -> None:
+def write_outputs(report: Report, out: Path, exporters: Registry[Exporter]) -> None:
     files.write_json(out / "metrics.json", report.data)
-    exporters = plugins.exporters()
     for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):

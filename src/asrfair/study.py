@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from asrfair import __version__, files, plugins
+from asrfair import __version__, files
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
-from asrfair.report import Report
+from asrfair.plugins import Plugins
+from asrfair.registry import Registry
+from asrfair.report import Exporter, Report
 from asrfair.stats import StatsConfig
-from asrfair.subsets import normalise_spec
 
 STUDY_KEYS = {
     "name": str,
@@ -114,7 +115,7 @@ def _train_config(path: Path, name: str, table: dict[str, Any]) -> TrainConfig:
     return replace(TrainConfig(), **values)
 
 
-def load_study(path: Path) -> Study:
+def load_study(path: Path, plugins: Plugins) -> Study:
     """Read and check a study file; every mistake names the table and key."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -135,9 +136,8 @@ def load_study(path: Path) -> Study:
     hparams_raw = _table(f"{path} [hparams]", hparams_raw)
     hparams = {n: _train_config(path, n, t) for n, t in hparams_raw.items()}
     subsets = [str(s) for s in study.pop("subsets", ["all"])]
-    known = plugins.subsets()
     for subset in subsets:
-        known.resolve(normalise_spec(subset), option=f"{path} [study] subsets")
+        plugins.selector(subset, option=f"{path} [study] subsets")
     compare = [tuple(pair) for pair in study.pop("compare", [])]
     for pair in compare:
         if len(pair) != 2 or any(p not in subsets for p in pair):
@@ -162,7 +162,7 @@ def load_study(path: Path) -> Study:
     )
 
 
-def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
+def run_study(study: Study, out: Path, plugins: Plugins, *, progress: bool = True) -> Report:
     """Run (or reuse, or resume) every combination, then build the combined report."""
     from asrfair.audit import AuditOptions, RunSettings, run_audit
 
@@ -180,6 +180,7 @@ def run_study(study: Study, out: Path, *, progress: bool = True) -> Report:
                 batch_seconds=study.batch_seconds,
                 stats=study.stats,
                 progress=progress,
+                plugins=plugins,
             )
             run_audit(options, settings)
         runs.append(
@@ -272,12 +273,11 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_study_outputs(report: Report, folder: Path) -> list[Path]:
+def write_study_outputs(report: Report, folder: Path, exporters: Registry[Exporter]) -> list[Path]:
     """study.json (the data), study.md/.tex/.csv and the plots; runs get their own plots."""
     folder.mkdir(parents=True, exist_ok=True)
     files.write_json(folder / "study.json", report.data)
     written = [folder / "study.json"]
-    exporters = plugins.exporters()
     for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from asrfair import plugins
 from asrfair.errors import AsrfairError
 
 Selector = Callable[[pd.DataFrame, int], "np.ndarray"]
@@ -26,10 +25,12 @@ def normalise_spec(spec: str) -> str:
     return spec
 
 
-def select_subset(table: pd.DataFrame, spec: str, *, seed: int = 0) -> pd.DataFrame:
-    """Rows of ``table`` chosen by the subset ``spec``; an empty choice is an error."""
-    factory, arg = plugins.subsets().resolve(normalise_spec(spec), option="--train-subset")
-    mask = np.asarray(factory(arg)(table, seed), dtype=bool)
+def select_subset(
+    table: pd.DataFrame, selector: Selector, spec: str, *, seed: int = 0
+) -> pd.DataFrame:
+    """Rows of ``table`` chosen by ``selector`` (resolved from ``spec``, which errors name);
+    an empty choice is an error, so a typo in a value cannot train on nothing."""
+    mask = np.asarray(selector(table, seed), dtype=bool)
     if mask.shape != (len(table),):
         raise AsrfairError(f"subset {spec!r} returned a mask of shape {mask.shape}, not rows")
     if not mask.any():

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+
+Normalizer = Callable[[str], str]  # applied alike to references and hypotheses
 
 _SPACES = re.compile(r"\s+")
 # Typographic apostrophes and look-alikes that French text uses for "'".

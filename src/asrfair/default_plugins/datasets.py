@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from asrfair import hookimpl
-from asrfair.corpus import Corpus
+from asrfair.corpus import Corpus, DatasetLoader
 from asrfair.errors import AsrfairError
 from asrfair.files import replacing
 from asrfair.registry import Register
@@ -200,7 +200,7 @@ def load_demo(arg: str | None) -> Corpus:
 
 
 @hookimpl
-def register_datasets(register: Register) -> None:
+def register_datasets(register: Register[DatasetLoader]) -> None:
     register("commonvoice", load_commonvoice, help="commonvoice:PATH, a CV release folder")
     register("hf", load_hf, help="hf:NAME_OR_PATH[:CONFIG][@SPLIT], a Hugging Face dataset")
     register("manifest", load_manifest, help="manifest:FILE, CSV/TSV/JSONL with audio paths")

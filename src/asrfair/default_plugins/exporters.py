@@ -17,6 +17,7 @@ from rich.text import Text
 from asrfair import __version__, hookimpl
 from asrfair.registry import Register
 from asrfair.report import (
+    Exporter,
     Report,
     TableView,
     format_cell,
@@ -280,7 +281,7 @@ def to_csv(report: Report) -> str:
 
 
 @hookimpl
-def register_exporters(register: Register) -> None:
+def register_exporters(register: Register[Exporter]) -> None:
     register("rich", to_rich, help="tables in the terminal")
     register("json", to_json, help="the report data (docs/json-schema.md)")
     register("csv", to_csv, help="long format: scope, group, field, value, ci_low, ci_high")

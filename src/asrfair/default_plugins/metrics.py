@@ -10,7 +10,7 @@ import numpy as np
 
 from asrfair import hookimpl
 from asrfair.errors import AsrfairError
-from asrfair.metrics import MetricContext, plain_ci
+from asrfair.metrics import Metric, MetricContext, plain_ci
 from asrfair.registry import Register
 from asrfair.stats import (
     PAIRS_UP_TO,
@@ -314,7 +314,7 @@ def gaps(ctx: MetricContext) -> None:
 
 
 @hookimpl
-def register_metrics(register: Register) -> None:
+def register_metrics(register: Register[Metric]) -> None:
     register("wer", wer, help="corpus word error rate with a speaker-bootstrap interval")
     register("cer", cer, help="corpus character error rate with a speaker-bootstrap interval")
     register("group_wer", group_wer, help="WER per group of each --groups column")

@@ -2,10 +2,11 @@
 
 from asrfair import hookimpl, text
 from asrfair.registry import Register
+from asrfair.text import Normalizer
 
 
 @hookimpl
-def register_normalizers(register: Register) -> None:
+def register_normalizers(register: Register[Normalizer]) -> None:
     register("cv-french", text.cv_french, help="the notebook's Common Voice French rule")
     register("basic", text.basic, help="punctuation/symbols to spaces, lower-case, keep accents")
     register("none", text.identity, help="leave text unchanged")

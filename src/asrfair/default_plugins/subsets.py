@@ -9,7 +9,7 @@ from asrfair import hookimpl
 from asrfair.corpus import canonical_genders
 from asrfair.errors import AsrfairError
 from asrfair.registry import Register
-from asrfair.subsets import Selector
+from asrfair.subsets import Selector, SubsetFactory
 
 
 def _column(table: pd.DataFrame, column: str, subset: str) -> pd.Series:
@@ -54,7 +54,7 @@ def half(arg: str | None) -> Selector:
     return fraction("0.5")
 
 
-def gender(value: str) -> object:
+def gender(value: str) -> SubsetFactory:
     def factory(arg: str | None) -> Selector:
         _no_argument(value, arg)
 
@@ -84,7 +84,7 @@ def column_equals(arg: str | None) -> Selector:
 
 
 @hookimpl
-def register_subsets(register: Register) -> None:
+def register_subsets(register: Register[SubsetFactory]) -> None:
     register("all", all_rows, help="every training row")
     register("half", half, help="a seeded random 50% of rows")
     register("fraction", fraction, help="fraction:F, a seeded random share F of rows")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from asrfair.plugin import AsrfairError, MetricContext, Register, Selector, hookimpl
+from asrfair.plugin import (
+    AsrfairError,
+    Metric,
+    MetricContext,
+    Register,
+    Selector,
+    SubsetFactory,
+    hookimpl,
+)
 
 # Common Voice's age values, grouped so that each bucket has enough speakers.
 BUCKETS = {
@@ -39,10 +47,10 @@ def sentence_error_rate(ctx: MetricContext) -> None:
 
 
 @hookimpl
-def register_subsets(register: Register) -> None:
+def register_subsets(register: Register[SubsetFactory]) -> None:
     register("age", age_subset, help="age:young|middle|older (Common Voice age buckets)")
 
 
 @hookimpl
-def register_metrics(register: Register) -> None:
+def register_metrics(register: Register[Metric]) -> None:
     register("ser", sentence_error_rate, help="sentence error rate with speaker intervals")
