@@ -125,7 +125,7 @@ def main() -> None:
 
     frame = make_transcripts(args.utterances, args.speakers)
     start = time.perf_counter()
-    table = score(frame, identity, group_columns=["gender"])
+    table = score(frame, identity, groupings=["gender"])
     align_s = time.perf_counter() - start
     cfg = StatsConfig(n_boot=args.draws, n_perm=args.draws, seed=0)
 
@@ -142,7 +142,7 @@ def main() -> None:
     }
     many = make_many_groups(300, 5)
     start = time.perf_counter()
-    many_table = score(many, identity, group_columns=["accent"])
+    many_table = score(many, identity, groupings=["accent"])
     many_align_s = time.perf_counter() - start
     many_s = best_of(1, lambda: run_metrics(many_table, cfg, DEFAULTS))
     # Sanity: the fast path's point estimate equals a direct computation.

@@ -239,9 +239,7 @@ def _report(grouping: str, names: list[str]) -> Report:
         for u in range(2)
     ]
     rows.append({"id": "blank", "speaker": "blank", grouping: " ", "ref": "a", "hyp": "b"})
-    return run_metrics(
-        score(pd.DataFrame(rows), identity, group_columns=[grouping]), CONFIG, METRICS
-    )
+    return run_metrics(score(pd.DataFrame(rows), identity, groupings=[grouping]), CONFIG, METRICS)
 
 
 def _check_json(report: Report, grouping: str, names: list[str]) -> None:

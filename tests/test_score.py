@@ -1,9 +1,16 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from asrfair import cli
+from asrfair.errors import AsrfairError
 from asrfair.scoring import edit_counts, score, utterance_counts
 from asrfair.text import identity
-from conftest import LVC
+from conftest import LVC, gender_rows, write_transcripts
+
+runner = CliRunner()
 
 # Segments where sclite credits a word fragment ("a-") that plain edit distance cannot.
 FRAGMENT_SEGMENTS = {"2347-b-008", "2347-b-010"}
@@ -27,7 +34,7 @@ def test_characters_include_single_spaces() -> None:
 @pytest.fixture(scope="module")
 def lvc_table() -> pd.DataFrame:
     raw = pd.read_csv(LVC, dtype=str, keep_default_na=False)
-    table = score(raw[["id", "speaker", "ref", "hyp"]], identity, group_columns=["speaker"])
+    table = score(raw[["id", "speaker", "ref", "hyp"]], identity, groupings=["speaker"])
     merged = table.frame.merge(raw[["id", "S", "D", "I"]], on="id")
     assert len(merged) == len(raw) == 108
     return merged
@@ -70,3 +77,20 @@ def test_conformance_inter_segment_gap_has_insertions_only(lvc_table: pd.DataFra
     assert int(gap["w_n"].sum()) == 0
     assert int(gap["w_ins"].sum()) == 8
     assert int((gap["w_sub"] + gap["w_del"]).sum()) == 0
+
+
+def test_grouping_specs_are_parsed_in_one_place() -> None:
+    from asrfair.groups import all_columns, parse_groupings
+
+    assert parse_groupings("gender, gender * age ,gender,") == ["gender", "gender*age"]
+    assert parse_groupings(["accents", "gender*age"]) == ["accents", "gender*age"]
+    assert all_columns(["gender", "gender*age", "age*accents"]) == ["gender", "age", "accents"]
+    with pytest.raises(AsrfairError, match=r"--groups: 'gender\*' has an empty column name"):
+        parse_groupings("gender*")
+
+
+def test_a_typo_in_an_intersection_is_one_line_from_score(tmp_path: Path) -> None:
+    path = write_transcripts(tmp_path / "t.csv", gender_rows())
+    result = runner.invoke(cli.app, ["score", str(path), "--groups", "gender**age"])
+    assert result.exit_code == 2
+    assert "'gender**age' has an empty column name" in result.stderr

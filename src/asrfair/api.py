@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from asrfair.errors import AsrfairError
+from asrfair.groups import parse_groupings
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.plugins import Plugins, installed
 from asrfair.report import Report
@@ -159,7 +160,7 @@ def score(
     """
     plugins = plugins or installed()
     chosen = plugins.chosen_metrics(metrics)
-    groupings = _groupings(groups)
+    groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
     table = _score(
         data, columns, groupings, plugins.normalizers().get(normalizer, option="--normalizer")
@@ -199,7 +200,7 @@ def compare(
 
     plugins = plugins or installed()
     normalize = plugins.normalizers().get(normalizer, option="--normalizer")
-    groupings = _groupings(groups)
+    groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
     tables = [_score(a, columns, groupings, normalize), _score(b, columns, [], normalize)]
     for data, table in zip((a, b), tables, strict=True):
@@ -225,12 +226,6 @@ def load_run(path: str | Path, *, plugins: Plugins | None = None) -> ScoreResult
     return ScoreResult(load_stored_report(Path(path)), plugins or installed())
 
 
-def _groupings(groups: str | Sequence[str]) -> list[str]:
-    """``"gender,accents"`` as the CLI writes it, or ``["gender", "accents"]``."""
-    items = groups.split(",") if isinstance(groups, str) else groups
-    return [g.strip() for g in items if g.strip()]
-
-
 def _columns(ref: str, hyp: str, id: str | None, speaker: str | None) -> Columns:
     explicit = frozenset(n for n, v in (("id", id), ("speaker", speaker)) if v is not None)
     return Columns(ref, hyp, id or "id", speaker or "speaker", explicit)
@@ -251,4 +246,4 @@ def _score(
         frame = select_columns(data, columns, groupings, source="DataFrame")
     else:
         frame = load_transcripts(Path(data), columns, groupings)
-    return score_table(frame, normalize, group_columns=groupings)
+    return score_table(frame, normalize, groupings=groupings)

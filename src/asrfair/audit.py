@@ -22,6 +22,7 @@ from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
 from asrfair.errors import AsrfairError
+from asrfair.groups import all_columns
 from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
 from asrfair.metrics import DEFAULT_METRICS, Metric, run_metrics
@@ -31,7 +32,6 @@ from asrfair.runs import (
     StageTimes,
     check_run_dir,
     done_ids,
-    group_columns,
     merge_shards,
     run_lock,
     score_predictions,
@@ -129,7 +129,7 @@ def versions() -> dict[str, str]:
 
 def group_sizes(frame: pd.DataFrame, groups: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """Utterances, speakers and hours per group: the training subset's size, for the report."""
-    from asrfair.scoring import group_labels
+    from asrfair.groups import group_labels
 
     out: dict[str, list[dict[str, Any]]] = {}
     for grouping in groups:
@@ -277,7 +277,7 @@ def _transcribe(
         for i, c, n in zip(test.index, test["cache"], test["n_samples"], strict=True)
     ]
     rows: dict[str, Any] = dict(zip(test.index.astype(str), test.to_dict("records"), strict=True))
-    columns = group_columns(options_groups)
+    columns = all_columns(options_groups)
     merged = settings.out / "predictions.jsonl"
     world, rank = state.num_processes, state.process_index
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"

@@ -22,6 +22,7 @@ from asrfair import __version__, files, plugins
 from asrfair.console import stderr
 from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
+from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins
@@ -180,11 +181,6 @@ FormatOpt = Annotated[
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this file.")]
 
 
-def split_groups(groups: str) -> list[str]:
-    """Grouping specs in order, each once (``gender,gender`` is one grouping)."""
-    return list(dict.fromkeys(g.strip() for g in groups.split(",") if g.strip()))
-
-
 def check_out(out: Path | None, inputs: list[Path]) -> None:
     """Refuse an --out that cannot take the report, before any work is done."""
     if out is None:
@@ -297,7 +293,7 @@ def score_command(
         check_out(out, [file])
         result = api.score(
             file,
-            groups=split_groups(groups),
+            groups=parse_groupings(groups),
             ref=ref_col,
             hyp=hyp_col,
             id=id_col,
@@ -375,7 +371,7 @@ def compare_command(
         result = api.compare(
             paths[0],
             paths[1],
-            groups=split_groups(groups),
+            groups=parse_groupings(groups),
             ref=ref_col,
             hyp=hyp_col,
             id=id_col,
@@ -508,7 +504,7 @@ def data_inspect_command(
         report = inspect_dataset(
             dataset,
             normalize,
-            split_groups(groups),
+            parse_groupings(groups),
             how=split,
             test_fraction=test_fraction,
             seed=seed,
@@ -691,7 +687,7 @@ def audit_command(
             dataset=dataset,
             model=model,
             train_subset=train_subset,
-            groups=tuple(split_groups(groups)),
+            groups=tuple(parse_groupings(groups)),
             no_train=no_train,
             normalizer=normalizer,
             split=split,

@@ -46,7 +46,7 @@ def _aligned(a: ScoreTable, b: ScoreTable) -> tuple[ScoreTable, ScoreTable, list
                 f"utterance {bad!r} has different {what} in the two files ({differs.sum()} "
                 f"such ids); both must describe the same utterances"
             )
-    return ScoreTable(fa, a.group_columns), ScoreTable(fb, a.group_columns), notes
+    return ScoreTable(fa, a.groupings), ScoreTable(fb, a.groupings), notes
 
 
 def _paired_entry(
@@ -76,7 +76,7 @@ def build_compare_report(
     overall = _paired_entry(ctx, table_b, None, None)
     groups = {
         grouping: [_paired_entry(ctx, table_b, grouping, g) for g in ctx.group_names(grouping)]
-        for grouping in table_a.group_columns
+        for grouping in table_a.groupings
     }
     warnings = [*a.notes, *b.notes, *notes]
     if not table_a.has_speakers:
@@ -119,7 +119,7 @@ def compare_runs(folder_a: Path, folder_b: Path, cfg: StatsConfig) -> Report:
     config = {
         "inputs": [str(folder_a), str(folder_b)],
         "systems": {"a": str(folder_a), "b": str(folder_b)},
-        "groups": list(table_a.group_columns),
+        "groups": list(table_a.groupings),
         "normalizer": config_a["options"].get("normalizer", ""),
     }
     return build_compare_report(table_a, table_b, cfg, config=config)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from asrfair.errors import AsrfairError
+from asrfair.groups import columns_of
 from asrfair.registry import Registry
 from asrfair.text import Normalizer
 
@@ -107,7 +108,7 @@ def drop_empty_groups(corpus: Corpus, groupings: list[str]) -> Corpus:
     """Rows with an empty value in a requested group column are dropped and counted."""
     frame, notes = corpus.frame, list(corpus.notes)
     for grouping in groupings:
-        for column in grouping.split("*"):
+        for column in columns_of(grouping):
             if column not in frame.columns:
                 have = ", ".join(c for c in frame.columns if c not in ("audio", "sentence"))
                 raise AsrfairError(

@@ -25,9 +25,9 @@ from asrfair.corpus import (
     load_corpus,
     normalise_sentences,
 )
+from asrfair.groups import group_labels
 from asrfair.registry import Registry
 from asrfair.report import Report
-from asrfair.scoring import group_labels
 from asrfair.split import Split, make_split
 
 

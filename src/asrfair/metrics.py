@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from asrfair import __version__
+from asrfair.groups import group_labels
 from asrfair.report import Report
-from asrfair.scoring import ScoreTable, group_labels
+from asrfair.scoring import ScoreTable
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
 Metric = Callable[["MetricContext"], None]
@@ -41,20 +42,30 @@ class MetricContext:
         self.unit = "speaker" if table.has_speakers else "utterance"
         self.draws = SharedDraws(cfg)
         self._units = table.units()
-        self._labels = {g: group_labels(table.frame, g) for g in table.group_columns}
+        self._labels = {g: group_labels(table.frame, g) for g in table.groupings}
         self.overall: dict[str, Any] = self._new_entry(np.ones(len(table.frame), dtype=bool))
         self.groups: dict[str, dict[str, dict[str, Any]]] = {
             grouping: {
                 name: self._new_entry(self.mask(grouping, name), group=name)
                 for name in self.group_names(grouping)
             }
-            for grouping in table.group_columns
+            for grouping in table.groupings
         }
         self.gaps: dict[str, list[dict[str, Any]]] = {}
         self.gap_notes: dict[str, list[str]] = {}
         self.warnings: list[str] = self._unit_warnings()
 
     # -- reading ---------------------------------------------------------------
+    @property
+    def groupings(self) -> tuple[str, ...]:
+        """The ``--groups`` specs; ``gender*age`` is one of them, but not a column."""
+        return self.table.groupings
+
+    def labels(self, grouping: str) -> pd.Series:
+        """Each row's group under ``grouping`` (``female*twenties``), NA where a part is empty:
+        the way to read an intersectional grouping, which ``table.frame`` has no column for."""
+        return self._labels[grouping]
+
     def group_names(self, grouping: str) -> list[str]:
         return sorted(self._labels[grouping].dropna().unique().tolist())
 
@@ -193,7 +204,7 @@ def run_metrics(
     for metric in metrics.values():
         metric(ctx)
     dropped = {}
-    for grouping in table.group_columns:
+    for grouping in table.groupings:
         n = ctx.n_dropped(grouping)
         if n:
             message = f"dropped {n:,} of {len(table.frame):,} rows with empty {grouping}"

@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from asrfair import files
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
+from asrfair.groups import all_columns
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report
 from asrfair.scoring import COUNT_COLUMNS, ScoreTable
@@ -123,11 +124,6 @@ def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
         )
 
 
-def group_columns(groups: tuple[str, ...]) -> list[str]:
-    """The corpus columns behind the groupings (``gender*age`` needs gender and age)."""
-    return list(dict.fromkeys(part for g in groups for part in g.split("*")))
-
-
 def merge_shards(out: Path, world: int) -> None:
     """Fold each rank's predictions into predictions.jsonl, first record per id kept; the
     merged file replaces the old one whole, so a failure leaves both it and the shards."""
@@ -154,7 +150,7 @@ def score_predictions(
     unreadable before a ``--resume``) are left out and counted in ``table.notes``.
     """
     records = pd.DataFrame(list(iter_records(path)))
-    columns = ["id", "speaker", "ref", "hyp", *group_columns(groups), *COUNT_COLUMNS]
+    columns = ["id", "speaker", "ref", "hyp", *all_columns(groups), *COUNT_COLUMNS]
     missing = [c for c in columns if c not in records.columns]
     if missing:
         raise AsrfairError(f"{path}: predictions lack {', '.join(missing)}; rerun the audit")

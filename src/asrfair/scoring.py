@@ -52,8 +52,15 @@ class ScoreTable:
     """
 
     frame: pd.DataFrame
-    group_columns: tuple[str, ...]
+    # Grouping specs, not columns: "gender*age" has no column of its own; read its labels with
+    # asrfair.groups.group_labels (or MetricContext.labels) instead of frame[grouping].
+    groupings: tuple[str, ...]
     notes: tuple[str, ...] = ()  # what reading the rows left out, for the report's warnings
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        """The old name of ``groupings``, kept for plugins written against 0.1."""
+        return self.groupings
 
     @property
     def has_speakers(self) -> bool:
@@ -95,7 +102,7 @@ def score(
     transcripts: pd.DataFrame,
     normalizer: Callable[[str], str],
     *,
-    group_columns: Sequence[str] = (),
+    groupings: Sequence[str] = (),
 ) -> ScoreTable:
     """Normalise ``ref``/``hyp`` alike, align each pair once, and return the ScoreTable."""
     frame = transcripts.copy()
@@ -107,16 +114,4 @@ def score(
     ).reshape(len(frame), len(COUNT_COLUMNS))
     for i, name in enumerate(COUNT_COLUMNS):
         frame[name] = counts[:, i]
-    return ScoreTable(frame.reset_index(drop=True), tuple(group_columns))
-
-
-def group_labels(frame: pd.DataFrame, grouping: str) -> pd.Series:
-    """Labels for a grouping; ``a*b`` is intersectional (``female*fr-be``). Empty -> NA."""
-    parts = grouping.split("*")
-    labels: pd.Series | None = None
-    for part in parts:
-        values = frame[part].astype("string").str.strip()
-        values = values.where(values != "")
-        labels = values if labels is None else labels + "*" + values
-    assert labels is not None
-    return labels
+    return ScoreTable(frame.reset_index(drop=True), tuple(groupings))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from asrfair import files
 from asrfair.errors import AsrfairError
-from asrfair.scoring import group_labels
+from asrfair.groups import group_labels, intersect
 
 
 @dataclass
@@ -38,7 +38,7 @@ def _speaker_strata(frame: pd.DataFrame, stratify: Sequence[str]) -> pd.Series:
     """Each speaker's stratum: the most frequent value of the joined group columns."""
     if not stratify:
         return pd.Series("all", index=sorted(frame["speaker"].unique()))
-    labels = group_labels(frame, "*".join(stratify)).fillna("(empty)")
+    labels = group_labels(frame, intersect(stratify)).fillna("(empty)")
     per_speaker = (
         pd.DataFrame({"speaker": frame["speaker"], "label": labels})
         .groupby(["speaker", "label"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from asrfair import __version__, files
 from asrfair.errors import AsrfairError
+from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.plugins import Plugins
 from asrfair.registry import Registry
@@ -148,7 +149,7 @@ def load_study(path: Path, plugins: Plugins) -> Study:
     stats = _stats_config(path, stats_raw, seed)
     options = {k: v for k, v in study.items() if k not in ("name", "device", "batch_seconds")}
     if "groups" in options:
-        options["groups"] = tuple(str(g) for g in options["groups"])
+        options["groups"] = tuple(parse_groupings([str(g) for g in options["groups"]]))
     return Study(
         name=study.get("name", path.stem),
         options=options,

@@ -17,6 +17,7 @@ from typing import Literal
 import pandas as pd
 
 from asrfair.errors import AsrfairError
+from asrfair.groups import columns_of
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 IDS_FROM_LINES = "asrfair_ids_from_line_numbers"  # frame.attrs flag: the file had no ids
@@ -245,7 +246,7 @@ def select_columns(
         _require(source, frame, columns.speaker, "--speaker-col")
         out["speaker"] = frame[columns.speaker].astype(str)
     for grouping in groupings:
-        for part in grouping.split("*"):
+        for part in columns_of(grouping):
             _require(source, frame, part, "--groups")
             if part in ("id", "ref", "hyp", "speaker") and getattr(columns, part) != part:
                 raise AsrfairError(

@@ -61,12 +61,12 @@ def cer(ctx: MetricContext) -> None:
 
 
 def group_wer(ctx: MetricContext) -> None:
-    for grouping in ctx.table.group_columns:
+    for grouping in ctx.table.groupings:
         _word_rate(ctx, grouping)
 
 
 def group_cer(ctx: MetricContext) -> None:
-    for grouping in ctx.table.group_columns:
+    for grouping in ctx.table.groupings:
         _char_rate(ctx, grouping)
 
 
@@ -308,7 +308,7 @@ def gaps(ctx: MetricContext) -> None:
 
     Groups whose rate is undefined (no reference tokens) take part in no gap.
     """
-    for grouping in ctx.table.group_columns:
+    for grouping in ctx.table.groupings:
         ctx.gaps[grouping] = _grouping_gaps(ctx, grouping)
     _adjust(ctx)
 

@@ -42,7 +42,7 @@ def sentence_error_rate(ctx: MetricContext) -> None:
     wrong = (ctx.table.word_errors > 0).astype(float)
     one = np.ones(len(wrong))
     ctx.record_rate("ser", wrong, one, unit_name="utterances")
-    for grouping in ctx.table.group_columns:
+    for grouping in ctx.table.groupings:
         ctx.record_rate("ser", wrong, one, grouping=grouping, unit_name="utterances")
 
 
