@@ -25,11 +25,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from asrfair import hookspecs
+import asrfair
+from asrfair import hookimpl, hookspecs
 from asrfair.corpus import load_corpus
 from asrfair.plugins import Plugins
 from asrfair.subsets import select_subset
 from asrfair.testing import app_with, run_cli, with_plugins
+from conftest import gender_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -314,3 +316,86 @@ def test_every_option_the_docs_name_exists(docs_plugins: Plugins) -> None:
     assert len(named) > 50
     unknown = sorted(f"{page}: {option}" for page, option in named if option not in known)
     assert not unknown, f"options the docs name that no asrfair command has: {unknown}"
+
+
+# --- the reference sections of docs/plugins.md -----------------------------------------------
+def _block(heading: str) -> str:
+    """The ```python block under a heading of docs/plugins.md (## or ###)."""
+    docs = PLUGINS_MD.read_text(encoding="utf-8")
+    section = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", docs, re.M | re.S)
+    assert section, f"docs/plugins.md has no '{heading}' section"
+    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
+    assert block, f"the {heading!r} section has no python example"
+    return block.group(1)
+
+
+def test_the_reference_names_every_public_plugin_type() -> None:
+    import asrfair.plugin
+
+    docs = PLUGINS_MD.read_text(encoding="utf-8")
+    reference = docs[docs.index("## Reference: the public plugin surface") :]
+    missing = [n for n in asrfair.plugin.__all__ if f"`{n}" not in reference]
+    assert not missing, f"docs/plugins.md's reference does not describe {missing}"
+
+
+def test_the_intersection_example_reads_every_grouping(tmp_path: Path) -> None:
+    namespace: dict[str, Any] = {}
+    exec(_block("Intersectional groupings inside a metric"), namespace)
+
+    class LongShare:
+        @hookimpl
+        def register_metrics(self, register):  # type: ignore[no-untyped-def]
+            register("long_share", namespace["long_utterance_share"])
+
+    rows = gender_rows()
+    result = asrfair.score(
+        pd.DataFrame(rows),
+        groups="gender,gender*age",
+        metrics=["wer", "group_wer", "long_share"],
+        bootstrap=0,
+        permutations=0,
+        plugins=with_plugins(LongShare()),
+    )
+    by_group = result.by_group.set_index(["grouping", "group"])
+    assert set(by_group.index.get_level_values("grouping")) == {"gender", "gender*age"}
+    assert by_group["long_share"].notna().all()
+    assert (by_group["long_share"] == 0.0).all()  # every demo sentence has 7 words (< 10)
+
+
+def test_the_testing_example_runs_with_a_docs_plugin(tmp_path: Path) -> None:
+    plugin = types.ModuleType("asrfair_myplugin")
+    exec(_example("register_metrics"), plugin.__dict__)
+    source = _block("Testing your plugin").replace("import asrfair_myplugin", "")
+    namespace: dict[str, Any] = {"asrfair_myplugin": plugin}
+    exec(source, namespace)
+    namespace["test_my_metric"](tmp_path)  # its own assert: exit code 0
+    result = run_cli(
+        ["score", str(tmp_path / "t.csv"), "--metrics", "wer,deletion_rate", "-f", "json"],
+        with_plugins(plugin),
+    )
+    assert json.loads(result.stdout)["overall"]["del"] == 0.5
+
+
+# --- the generated API reference ----------------------------------------------------------------
+API_MODULES = ["asrfair.api", "asrfair.plugin", "asrfair.testing", "asrfair.groups"]
+
+
+def test_the_api_reference_builds_without_warnings(tmp_path: Path) -> None:
+    """pdoc renders the public modules offline; a type it cannot resolve is a warning, and a
+    warning fails the build (CONTRIBUTING.md shows the same command for a local copy)."""
+    import warnings
+
+    import pdoc
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pdoc.pdoc(*API_MODULES, output_directory=tmp_path)
+    messages = [str(w.message) for w in caught if "pdoc" in w.filename]
+    assert not messages, messages
+    api = (tmp_path / "asrfair" / "api.html").read_text(encoding="utf-8")
+    for name in ("score", "compare", "load_run", "ScoreResult"):
+        assert f'id="{name}"' in api, name
+    plugin = (tmp_path / "asrfair" / "plugin.html").read_text(encoding="utf-8")
+    import asrfair.plugin
+
+    assert all(name in plugin for name in asrfair.plugin.__all__)

@@ -71,7 +71,7 @@ class Corpus:
 
 
 # ``--dataset name:arg`` calls ``loader(arg)`` (``None`` without ``:arg``).
-DatasetLoader = Callable[[str | None], "Corpus | pd.DataFrame"]
+DatasetLoader = Callable[[str | None], Corpus | pd.DataFrame]
 
 
 def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None) -> Corpus:

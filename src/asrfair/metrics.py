@@ -20,7 +20,6 @@ from asrfair.report import Report
 from asrfair.scoring import ScoreTable
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
-Metric = Callable[["MetricContext"], None]
 DEFAULT_METRICS = ("wer", "cer", "group_wer", "group_cer", "gap")
 
 
@@ -188,6 +187,9 @@ class MetricContext:
                 entry["warnings"].append(f"no {unit_name}: {name} undefined ({errors:g} errors)")
             elif result.reason and self.cfg.intervals_on:
                 entry["warnings"].append(f"{name}: {result.reason}")
+
+
+Metric = Callable[[MetricContext], None]  # a metric plugin: reads ctx.table, writes through ctx
 
 
 def run_metrics(

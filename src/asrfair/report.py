@@ -16,8 +16,6 @@ from rich.console import RenderableType
 
 from asrfair.stats import AUTO_MIN_SPEAKERS
 
-Exporter = Callable[["Report"], "str | RenderableType"]
-
 
 @dataclass
 class Report:
@@ -34,6 +32,10 @@ class Report:
     @property
     def warnings(self) -> list[str]:
         return list(self.data.get("warnings", []))
+
+
+# An exporter plugin: text for a file or stdout, or a rich renderable for the terminal.
+Exporter = Callable[[Report], str | RenderableType]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from asrfair.errors import AsrfairError
 
-Selector = Callable[[pd.DataFrame, int], "np.ndarray"]
+Selector = Callable[[pd.DataFrame, int], np.ndarray]
 SubsetFactory = Callable[[str | None], Selector]
 
 
