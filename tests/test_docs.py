@@ -399,3 +399,14 @@ def test_the_api_reference_builds_without_warnings(tmp_path: Path) -> None:
     import asrfair.plugin
 
     assert all(name in plugin for name in asrfair.plugin.__all__)
+
+
+# --- docs/python.md runs, block after block, in one session -------------------------------------
+def test_the_python_walkthrough_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", page, re.M | re.S)
+    assert len(blocks) >= 7
+    monkeypatch.chdir(ROOT)  # the page's paths are relative to the repository root
+    session: dict[str, Any] = {"__name__": "notebook"}
+    for i, block in enumerate(blocks, 1):
+        exec(compile(block, f"docs/python.md (block {i})", "exec"), session)
