@@ -50,8 +50,8 @@ def is_empty(values: pd.Series) -> pd.Series:
 
 
 # --- the Corpus table ----------------------------------------------------------------------------
-# One row per utterance. Loaders may add any demographic columns beside these.
-CORPUS_COLUMNS = ("id", "audio", "sentence", "speaker", "split")
+# One row per utterance: id, audio, sentence, speaker, split (finish_corpus checks and fills
+# them). Loaders may add any demographic columns beside these.
 
 
 @dataclass

@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from asrfair.audio import load_clip
+from asrfair.audio import TARGET_RATE, load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 from asrfair.files import is_out_of_space, out_of_space
 from asrfair.runs import done_ids, drop_partial_line
-
-RATE = 16_000
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class Clip:
 
 def plan_batches(clips: Sequence[Clip], batch_seconds: float) -> list[list[Clip]]:
     """Longest first (an out-of-memory error shows up at once), each batch's padded size capped."""
-    budget = batch_seconds * RATE
+    budget = batch_seconds * TARGET_RATE
     batches: list[list[Clip]] = []
     current: list[Clip] = []
     for clip in sorted(clips, key=lambda c: (-c.n_samples, c.id)):

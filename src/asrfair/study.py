@@ -1,7 +1,8 @@
 """``asrfair study``: every (training subset x hyper-parameter set) as an audit run, then one
 table of all of them and a table of paired comparisons, on one fixed test set.
 
-This is the notebook's real question (Q6, Q8, Q9) asked properly: all runs share the split,
+This is the question of the lab notebook asrfair grew from (which hyper-parameters, and does
+training on one gender hurt the other?) asked properly: all runs share the split,
 so their numbers are comparable, and differences between runs are tested pairwise on the same
 speakers instead of eyeballed from separate intervals.
 """

@@ -21,7 +21,7 @@ import torch
 from rich.progress import Progress
 
 from asrfair import files
-from asrfair.audio import load_clip
+from asrfair.audio import TARGET_RATE, load_clip
 from asrfair.console import progress_bar
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
@@ -75,7 +75,7 @@ def make_processor(vocab: dict[str, int], folder: Path, feat_extract_norm: str) 
     )
     extractor = Wav2Vec2FeatureExtractor(
         feature_size=1,
-        sampling_rate=16_000,
+        sampling_rate=TARGET_RATE,
         padding_value=0.0,
         do_normalize=True,
         return_attention_mask=feat_extract_norm == "layer",
@@ -154,7 +154,7 @@ class CTCCollator:
         waves = [load_clip(f["cache"]) for f in features]
         batch = self.processor.feature_extractor(
             [np.asarray(w) for w in waves],
-            sampling_rate=16_000,
+            sampling_rate=TARGET_RATE,
             padding=True,
             return_attention_mask=self.attention_mask,
             return_tensors="pt",
