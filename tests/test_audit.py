@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from asrfair import infer
 from asrfair.cli import app
+from asrfair.errors import AsrfairError
 from conftest import make_cv_release, make_tiny_model
 
 runner = CliRunner()
@@ -305,7 +307,7 @@ def precision_comparison(device: torch.device) -> tuple[float, list[torch.dtype]
     from transformers import Wav2Vec2ForCTC
 
     from asrfair.audio import decode
-    from asrfair.audit import demo_model
+    from asrfair.audit_options import demo_model
     from asrfair.default_plugins.datasets import demo_path
     from asrfair.scoring import edit_counts
     from asrfair.train import load_processor
@@ -353,3 +355,168 @@ def test_precision_comparison_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert head_dtypes == [torch.float32, torch.bfloat16]
     assert n_chars > 1000
     assert cer < PRECISION_CER_BOUND, f"bf16 differs from fp32 in {cer:.2%} of characters"
+
+
+# Seeds, --config and asrfair.audit() ------------------------------------------------------------
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _vary_word_errors(predictions: Path) -> None:
+    """The tiny model gets every word of every speaker wrong, so any bootstrap interval of its
+    WER is [1, 1]; give the utterances different word error counts, so that draws matter."""
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    for i, record in enumerate(records):
+        record["w_sub"], record["w_del"], record["w_ins"] = i % (record["w_n"] + 1), 0, 0
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_another_stats_seed_rescores_the_same_predictions_without_transcribing(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Enough test speakers (20) that two seeds' bootstrap quantiles cannot coincide.
+    cv = make_cv_release(tmp_path / "cv" / "fr", n_speakers=40, per_speaker=2)
+    out = tmp_path / "run"
+    options = ["--no-train", "--interval", "bootstrap-t", "--test-fraction", "0.5"]
+    audit(cv, tiny_model, out, *options)
+    _vary_word_errors(out / "predictions.jsonl")
+    predictions = (out / "predictions.jsonl").read_text()
+    test_ids = (out / "splits/test.txt").read_text()
+
+    def no_inference(*args: object) -> None:
+        raise AssertionError("a finished run was transcribed again")
+
+    monkeypatch.setattr(infer.Transcriber, "__call__", no_inference)
+    first = audit(cv, tiny_model, out, *options, "--resume")
+    second = audit(cv, tiny_model, out, *options, "--resume", "--stats-seed", "7")
+    assert (out / "predictions.jsonl").read_text() == predictions
+    assert (out / "splits/test.txt").read_text() == test_ids
+    overall = first["overall"], second["overall"]
+    assert overall[0]["wer"] == overall[1]["wer"]  # type: ignore[index]
+    assert overall[0]["wer_ci"] != overall[1]["wer_ci"]  # type: ignore[index]
+    assert (first["method"]["seed"], second["method"]["seed"]) == (0, 7)  # type: ignore[index]
+    assert _json(out / "config.json")["seeds"] == {"split": 0, "train": 0, "stats": 7}
+
+
+def test_seed_sets_all_three_seeds_and_each_overrides_it(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    one = audit(tiny_cv, tiny_model, tmp_path / "one", "--train-subset", "half", "--seed", "3")
+    three = ["--split-seed", "3", "--train-seed", "3", "--stats-seed", "3"]
+    each = audit(tiny_cv, tiny_model, tmp_path / "each", "--train-subset", "half", *three)
+    configs = [_json(tmp_path / name / "config.json") for name in ("one", "each")]
+    assert configs[0]["options"] == configs[1]["options"]
+    assert configs[0]["seeds"] == {"split": 3, "train": 3, "stats": 3}
+    for name in ("test.txt", "subset.txt"):
+        assert (tmp_path / "one/splits" / name).read_text() == (
+            tmp_path / "each/splits" / name
+        ).read_text()
+    assert one["overall"] == each["overall"] and one["groups"] == each["groups"]
+
+    from asrfair.audit_options import resolve_audit
+
+    plan = resolve_audit({"seed": 1, "stats_seed": 2})
+    assert plan.seeds() == {"split": 1, "train": 1, "stats": 2}
+
+
+def test_a_run_written_with_one_seed_still_resumes_reports_and_compares(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """config.json before the seeds were separated: options.seed, a top-level seed."""
+    for name in ("old", "new"):
+        audit(tiny_cv, tiny_model, tmp_path / name, "--no-train")
+    config_path = tmp_path / "old" / "config.json"
+    config = _json(config_path)
+    config["options"]["seed"] = config["options"].pop("split_seed")
+    config["seed"] = config.pop("seeds")["split"]
+    config_path.write_text(json.dumps(config))
+    args = [*audit_args(tiny_cv, tiny_model, tmp_path / "old"), *FAST, "--no-train", "--resume"]
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    config_path.write_text(json.dumps(config))  # the resume rewrote it in the new form
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    for argv in (["report", old, "-f", "json"], ["compare", old, new, "-f", "json"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["overall"]["wer"]["diff"] == 0.0
+
+
+def _docs_config(tmp_path: Path) -> Path:
+    """The example config file of docs/audit.md, as a user would save it."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "audit.toml"
+    path.write_text(block)
+    return path
+
+
+def test_the_docs_config_file_parses_and_runs_with_overrides(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from asrfair.audit_options import resolve_audit
+
+    path = _docs_config(tmp_path)
+    plan = resolve_audit({}, config=path)
+    assert plan.options.train_subset == "female" and plan.options.train.max_steps == 300
+    assert plan.seeds() == {"split": 1, "train": 1, "stats": 7}
+    assert plan.settings.stats.n_boot == 10_000
+    # The command line overrides the file: here a tiny corpus and model, no training.
+    out = tmp_path / "run"
+    data = audit(tiny_cv, tiny_model, out, "--config", str(path), "--no-train", "--seed", "2")
+    config = _json(out / "config.json")
+    assert config["options"]["train_subset"] == "female"
+    assert config["options"]["train"]["max_steps"] == 2  # FAST's --max-steps beat the file's
+    assert config["seeds"] == {"split": 2, "train": 2, "stats": 2}  # --seed beats every seed
+    assert data["method"]["draws"] == 200  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lerning-rate = 1e-3\n", "unknown option 'lerning-rate'; known: dataset, model"),
+        ("[train]\nbootstrap = 10\n", "[train]: unknown key 'bootstrap'; known: epochs"),
+        ("bootstrap = 'many'\n", "bootstrap must be int, not 'many'"),
+        ("[statistics]\nbootstrap = 5\n", "--bootstrap 5: use"),
+        ("seed = -1\n", "--split-seed -1: use a seed of 0 or more"),
+        ("dataset = \n", "not valid TOML"),
+    ],
+)
+def test_config_file_mistakes_are_one_line_errors_naming_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = runner.invoke(app, ["audit", "--config", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_python_api_runs_the_cli_audit(tiny_cv: Path, tiny_model: Path, tmp_path: Path) -> None:
+    import asrfair
+
+    cli = audit(tiny_cv, tiny_model, tmp_path / "cli", "--no-train", "--groups", "gender")
+    result = asrfair.audit(
+        f"commonvoice:{tiny_cv}",
+        model=str(tiny_model),
+        groups=["gender"],
+        out=tmp_path / "api",
+        no_train=True,
+        max_steps=2,
+        batch_size=4,
+        bootstrap=200,
+        permutations=200,
+        workers=1,
+    )
+    assert isinstance(result, asrfair.ScoreResult)
+    stored = _json(tmp_path / "api" / "metrics.json")
+    assert result.report.data == stored
+    assert stored["overall"] == cli["overall"] and stored["groups"] == cli["groups"]
+    assert stored["gaps"] == cli["gaps"]
+    assert list(result.by_group["group"]) == ["female", "male"]
+    configs = [_json(tmp_path / name / "config.json") for name in ("cli", "api")]
+    assert configs[0]["options"] == configs[1]["options"]
+    with pytest.raises(AsrfairError, match=r"asrfair.audit\(\): unknown option 'lerning_rate'"):
+        asrfair.audit(lerning_rate=1e-3, out=tmp_path / "bad")

@@ -299,7 +299,7 @@ def test_a_full_disk_while_transcribing_keeps_every_finished_line(
 def test_a_bad_audit_option_touches_neither_the_run_folder_nor_the_audio(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: list[str], message: str
 ) -> None:
-    from asrfair import audit
+    from asrfair import pipeline as audit
 
     def no_audio(*args: object, **kwargs: object) -> None:
         raise AssertionError("audio was prepared before the options were checked")

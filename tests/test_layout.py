@@ -25,12 +25,12 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
     **dict.fromkeys(["train", "infer"], 5),
     **dict.fromkeys(["hookspecs", "plugins", "plugin", "default_plugins"], 6),
-    **dict.fromkeys(["audit", "comparison", "study", "api"], 7),
+    **dict.fromkeys(["audit_options", "pipeline", "comparison", "study", "api"], 7),
     **dict.fromkeys(["cli", "testing", "__main__"], 8),
 }
 # Modules that read a finished run or score transcripts: they must load without torch.
 TORCH_FREE = ["api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"]
-MODEL_STAGES = {"train", "infer", "audit"}
+MODEL_STAGES = {"train", "infer", "pipeline"}
 
 
 def _module_name(path: Path) -> str:

@@ -12,7 +12,7 @@ import matplotlib.image
 import pytest
 from typer.testing import CliRunner
 
-from asrfair import audit as audit_module
+from asrfair import pipeline as audit_module
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
 from asrfair.plugins import installed
@@ -293,7 +293,8 @@ def test_committed_notebook_study_plot_and_file() -> None:
         ("[statistics]\nmin_speakers = 0\n", "[statistics]: --min-speakers 0"),
         ("[statistics]\nconfidence = 0.9999\n", "[statistics]: --confidence 0.9999"),
         ('[statistics]\ninterval = "wald"\n', "[statistics]: --interval 'wald'"),
-        ("[study]\nseed = -1\n", "[statistics]: --seed -1"),
+        ("[study]\nseed = -1\n", "[study]: split_seed -1: use a seed of 0 or more"),
+        ("[study]\nstats_seed = -1\n", "[study]: stats_seed -1: use a seed of 0 or more"),
     ],
 )
 def test_bad_study_statistics_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -19,11 +19,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 hookimpl = pluggy.HookimplMarker("asrfair")
 
-__all__ = ["ScoreResult", "__version__", "compare", "hookimpl", "load_run", "score"]
+__all__ = ["ScoreResult", "__version__", "audit", "compare", "hookimpl", "load_run", "score"]
 
 
 def __getattr__(name: str) -> object:
-    if name in ("score", "compare", "load_run", "ScoreResult"):
+    if name in ("score", "compare", "audit", "load_run", "ScoreResult"):
         from asrfair import api
 
         return getattr(api, name)

@@ -22,7 +22,7 @@ from asrfair.report import Report
 from asrfair.runs import load_stored_report
 from asrfair.scoring import ScoreTable
 from asrfair.scoring import score as score_table
-from asrfair.stats import StatsConfig
+from asrfair.stats import StatsConfig, stats_config
 from asrfair.text import Normalizer
 from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts, select_columns
 
@@ -165,8 +165,17 @@ def score(
     table = _score(
         data, columns, groupings, plugins.normalizers().get(normalizer, option="--normalizer")
     )
-    cfg = StatsConfig(
-        bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
+    cfg = stats_config(
+        {
+            "bootstrap": bootstrap,
+            "permutations": permutations,
+            "stats_seed": seed,
+            "confidence": confidence,
+            "min_speakers": min_speakers,
+            "interval": interval,
+            "p_adjust": p_adjust,
+            "gaps": gaps,
+        }
     )
     config = {
         "input": _name(data),
@@ -217,8 +226,47 @@ def compare(
         "normalizer": normalizer,
         "groups": groupings,
     }
-    cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
+    cfg = paired_stats(bootstrap, seed, confidence, min_speakers)
     return ScoreResult(build_compare_report(tables[0], tables[1], cfg, config=config), plugins)
+
+
+def paired_stats(bootstrap: int, seed: int, confidence: float, min_speakers: int) -> StatsConfig:
+    """The statistics of a paired comparison (files or run folders): a paired bootstrap,
+    no permutation tests."""
+    options = {"bootstrap": bootstrap, "permutations": 0, "stats_seed": seed}
+    return stats_config(options | {"confidence": confidence, "min_speakers": min_speakers})
+
+
+def audit(
+    dataset: str | None = None,
+    *,
+    model: str | None = None,
+    train_subset: str | None = None,
+    groups: str | Sequence[str] | None = None,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    plugins: Plugins | None = None,
+    **options: Any,
+) -> ScoreResult | None:
+    """Fine-tune on a training subset, transcribe the fixed test set and score it per group:
+    ``asrfair audit``, with the same options as keywords (``learning_rate=1e-4``,
+    ``stats_seed=3``, ``no_train=True``...) and the same ``config`` file. Left out, an
+    option takes the config file's value, else its default. The run folder is written as the
+    CLI writes it. Returns None on ranks other than 0 under ``torchrun``.
+    """
+    from asrfair.audit_options import resolve_audit
+    from asrfair.pipeline import run_plan
+
+    named: dict[str, Any] = {"dataset": dataset, "model": model, "train_subset": train_subset}
+    named |= {"groups": groups, "out": out}
+    given = {k: v for k, v in named.items() if v is not None} | options
+    plugins = plugins or installed()
+    where = "asrfair.audit()"
+    plan = resolve_audit(
+        given, config=Path(config) if config else None, where=where, plugins=plugins
+    )
+    report = run_plan(plan)
+    return None if report is None else ScoreResult(report, plugins)
 
 
 def load_run(path: str | Path, *, plugins: Plugins | None = None) -> ScoreResult:

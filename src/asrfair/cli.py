@@ -6,8 +6,10 @@ so the same work can be done from Python.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,15 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from asrfair import __version__, files, plugins
+from asrfair.audit_options import AUDIT_OPTIONS, SEEDS, Spec, resolve_audit
 from asrfair.console import stderr
 from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.groups import parse_groupings
-from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins
 from asrfair.report import Report
-from asrfair.stats import StatsConfig
 
 app = typer.Typer(
     name="asrfair",
@@ -96,22 +97,12 @@ def callback(
 
 
 CacheDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir",
-        help="Audio cache folder \\[default: $ASRFAIR_CACHE/audio or ~/.cache/asrfair/audio].",
-    ),
+    Path | None, typer.Option("--cache-dir", help=AUDIT_OPTIONS["cache_dir"].help)
 ]
 
 
 # Options shared by score and compare -----------------------------------------------------------
-GroupsOpt = Annotated[
-    str,
-    typer.Option(
-        "--groups",
-        help="Grouping columns, comma-separated; [bold]a*b[/] for intersectional groups.",
-    ),
-]
+GroupsOpt = Annotated[str, typer.Option("--groups", help=AUDIT_OPTIONS["groups"].help)]
 RefOpt = Annotated[str, typer.Option("--ref-col", help="Column of reference transcripts.")]
 HypOpt = Annotated[str, typer.Option("--hyp-col", help="Column of ASR hypotheses.")]
 IdOpt = Annotated[
@@ -125,56 +116,21 @@ SpeakerOpt = Annotated[
         help="Speaker column, the resampling unit \\[default: speaker, else utterances].",
     ),
 ]
-NormOpt = Annotated[
-    str, typer.Option("--normalizer", help="Text normaliser for ref and hyp (see `plugins`).")
+NormOpt = Annotated[str, typer.Option("--normalizer", help=AUDIT_OPTIONS["normalizer"].help)]
+BootOpt = Annotated[int, typer.Option("--bootstrap", help=AUDIT_OPTIONS["bootstrap"].help)]
+PermOpt = Annotated[int, typer.Option("--permutations", help=AUDIT_OPTIONS["permutations"].help)]
+# Where one seed is all a command draws with, its specific name is the same option.
+SeedOpt = Annotated[
+    int, typer.Option("--seed", "--stats-seed", help=AUDIT_OPTIONS["stats_seed"].help)
 ]
-BootOpt = Annotated[
-    int,
-    typer.Option(
-        "--bootstrap",
-        help="Bootstrap draws per group; 0 turns intervals off.",
-    ),
+SplitSeedOpt = Annotated[
+    int, typer.Option("--seed", "--split-seed", help="Seed of the train/test split.")
 ]
-PermOpt = Annotated[
-    int,
-    typer.Option(
-        "--permutations",
-        help="Relabelings for gap p-values (all of them when there are fewer); 0: no tests.",
-    ),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
-ConfOpt = Annotated[
-    float,
-    typer.Option("--confidence", help="Interval confidence level, 0.5 to 0.999."),
-]
-IntervalOpt = Annotated[
-    str,
-    typer.Option(
-        "--interval",
-        help="Interval: auto (bootstrap-t from 5 speakers, t below), bootstrap-t, t, "
-        "percentile or bca.",
-    ),
-]
-PAdjustOpt = Annotated[
-    str,
-    typer.Option(
-        "--p-adjust",
-        help="Gap p-value adjustment: holm (per grouping, metric and kind of gap), holm-all "
-        "(one family) or none.",
-    ),
-]
-GapsOpt = Annotated[
-    str,
-    typer.Option(
-        "--gaps",
-        help="Gaps to report: auto (pairs up to 4 groups, else vs-rest), pairs, vs-best, "
-        "vs-rest, ref:VALUE or none; 3+ groups also get worst - best.",
-    ),
-]
-MinSpkOpt = Annotated[
-    int,
-    typer.Option("--min-speakers", help="Warn for groups with fewer speakers than this."),
-]
+ConfOpt = Annotated[float, typer.Option("--confidence", help=AUDIT_OPTIONS["confidence"].help)]
+IntervalOpt = Annotated[str, typer.Option("--interval", help=AUDIT_OPTIONS["interval"].help)]
+PAdjustOpt = Annotated[str, typer.Option("--p-adjust", help=AUDIT_OPTIONS["p_adjust"].help)]
+GapsOpt = Annotated[str, typer.Option("--gaps", help=AUDIT_OPTIONS["gaps"].help)]
+MinSpkOpt = Annotated[int, typer.Option("--min-speakers", help=AUDIT_OPTIONS["min_speakers"].help)]
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Exporter: rich, json, csv, md, latex or a plugin's.")
 ]
@@ -351,7 +307,7 @@ def compare_command(
     with user_errors():
         active().exporters().get(fmt, option="--format")
         check_out(out, list(paths))
-        cfg = StatsConfig(bootstrap, 0, seed, confidence, min_speakers)
+        cfg = api.paired_stats(bootstrap, seed, confidence, min_speakers)
         if len(paths) < 2:
             raise AsrfairError("compare needs at least two paths: A and B")
         for path in paths:
@@ -464,19 +420,11 @@ DatasetArg = Annotated[
     str,
     typer.Argument(help="[bold]demo[/], commonvoice:PATH, hf:NAME[:CONFIG][@SPLIT], manifest:FILE"),
 ]
-SplitOpt = Annotated[
-    str, typer.Option("--split", help="[bold]speaker[/] (seeded, speaker-disjoint) or official.")
-]
+SplitOpt = Annotated[str, typer.Option("--split", help=AUDIT_OPTIONS["split"].help)]
 TestFracOpt = Annotated[
-    float, typer.Option("--test-fraction", help="Share of utterances (whole speakers) in test.")
+    float, typer.Option("--test-fraction", help=AUDIT_OPTIONS["test_fraction"].help)
 ]
-ColumnsOpt = Annotated[
-    str,
-    typer.Option(
-        "--columns",
-        help="The dataset's own column names, e.g. [bold]sentence=transcription,speaker=client[/].",
-    ),
-]
+ColumnsOpt = Annotated[str, typer.Option("--columns", help=AUDIT_OPTIONS["columns"].help)]
 
 
 @data_app.command("inspect")
@@ -487,7 +435,7 @@ def data_inspect_command(
     normalizer: NormOpt = "cv-french",
     split: SplitOpt = "speaker",
     test_fraction: TestFracOpt = 0.2,
-    seed: SeedOpt = 0,
+    seed: SplitSeedOpt = 0,
     columns: ColumnsOpt = "",
     cache_dir: CacheDirOpt = None,
     fmt: FormatOpt = "rich",
@@ -554,169 +502,83 @@ def data_prepare_command(
             say("[yellow]note:[/] ", note)
 
 
-TRAIN_DEFAULTS = TrainConfig()
+PANELS = {"options": "Run", "train": "Training", "stats": "Statistics"}
 
 
-def _default_out(subset: str) -> Path:
-    from datetime import datetime
+def _audit_parameter(spec: Spec) -> inspect.Parameter:
+    """One ``asrfair audit`` option from its dataclass field: name, type, default and help
+    are the field's, so the command cannot drift from ``asrfair.audit()`` or --config."""
+    kind, default = spec.kind, spec.default
+    if typing.get_origin(kind) is tuple:  # groups, metrics: comma-separated on the line
+        kind, default = str, ",".join(default)
+    if spec.name in SEEDS:
+        kind, default = int | None, None  # unset: --seed decides
+    extra = dict(spec.cli)
+    flags = [
+        "--" + spec.name.replace("_", "-"),
+        *([extra.pop("short")] if "short" in extra else []),
+    ]
+    info = typer.Option(
+        *flags, help=spec.help, **{"rich_help_panel": PANELS.get(spec.home, "Execution"), **extra}
+    )
+    return inspect.Parameter(
+        spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
+    )
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in subset)
-    return Path("runs") / f"{stamp}-{safe}"
+
+def _audit_signature() -> inspect.Signature:
+    """audit's parameters: the context, every option of AUDIT_OPTIONS, --config and --format."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    config = typer.Option(
+        "--config",
+        help="A TOML file of audit options (see docs/audit.md); the command line overrides it.",
+        rich_help_panel="Run",
+    )
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+            ),
+            inspect.Parameter(
+                "config", keyword, default=None, annotation=Annotated[Path | None, config]
+            ),
+            *map(_audit_parameter, AUDIT_OPTIONS.values()),
+            inspect.Parameter("fmt", keyword, default="rich", annotation=FormatOpt),
+        ]
+    )
 
 
-@app.command("audit")
-def audit_command(
-    *,
-    dataset: Annotated[
-        str, typer.Option("--dataset", help="demo, commonvoice:PATH, hf:NAME, manifest:FILE.")
-    ] = "demo",
-    model: Annotated[
-        str, typer.Option("--model", help="Wav2Vec2ForCTC folder \\[default: the demo checkpoint].")
-    ] = "",
-    train_subset: Annotated[
-        str,
-        typer.Option("--train-subset", help="all, half, fraction:F, male, female, COL=VALUE..."),
-    ] = "all",
-    groups: GroupsOpt = "gender",
-    no_train: Annotated[
-        bool, typer.Option("--no-train", help="Audit the checkpoint as it is.")
-    ] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Run folder \\[default: runs/<timestamp>-<subset>]."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")
-    ] = False,
-    normalizer: NormOpt = "cv-french",
-    split: SplitOpt = "speaker",
-    test_fraction: TestFracOpt = 0.2,
-    columns: ColumnsOpt = "",
-    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0)] = 0.0,
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds")] = None,
-    epochs: Annotated[
-        float, typer.Option("--epochs", help="Training epochs.")
-    ] = TRAIN_DEFAULTS.epochs,
-    max_steps: Annotated[
-        int, typer.Option("--max-steps", help="Stop after N steps.")
-    ] = TRAIN_DEFAULTS.max_steps,
-    learning_rate: Annotated[float, typer.Option("--learning-rate")] = TRAIN_DEFAULTS.learning_rate,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = TRAIN_DEFAULTS.weight_decay,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = TRAIN_DEFAULTS.warmup_steps,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Per-device batch.")
-    ] = TRAIN_DEFAULTS.batch_size,
-    grad_accum: Annotated[int, typer.Option("--grad-accum")] = TRAIN_DEFAULTS.grad_accum,
-    gradient_checkpointing: Annotated[
-        bool, typer.Option("--gradient-checkpointing")
-    ] = TRAIN_DEFAULTS.gradient_checkpointing,
-    eval_steps: Annotated[
-        int, typer.Option("--eval-steps", help="0: no evaluation.")
-    ] = TRAIN_DEFAULTS.eval_steps,
-    save_steps: Annotated[int, typer.Option("--save-steps")] = TRAIN_DEFAULTS.save_steps,
-    logging_steps: Annotated[int, typer.Option("--logging-steps")] = TRAIN_DEFAULTS.logging_steps,
-    mask_time_prob: Annotated[
-        float, typer.Option("--mask-time-prob")
-    ] = TRAIN_DEFAULTS.mask_time_prob,
-    layerdrop: Annotated[float, typer.Option("--layerdrop")] = TRAIN_DEFAULTS.layerdrop,
-    hidden_dropout: Annotated[
-        float, typer.Option("--hidden-dropout")
-    ] = TRAIN_DEFAULTS.hidden_dropout,
-    attention_dropout: Annotated[
-        float, typer.Option("--attention-dropout")
-    ] = TRAIN_DEFAULTS.attention_dropout,
-    activation_dropout: Annotated[
-        float, typer.Option("--activation-dropout")
-    ] = TRAIN_DEFAULTS.activation_dropout,
-    feat_proj_dropout: Annotated[
-        float, typer.Option("--feat-proj-dropout")
-    ] = TRAIN_DEFAULTS.feat_proj_dropout,
-    final_dropout: Annotated[float, typer.Option("--final-dropout")] = TRAIN_DEFAULTS.final_dropout,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    batch_seconds: Annotated[
-        float, typer.Option("--batch-seconds", help="Padded audio per inference batch.")
-    ] = 60.0,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Audio decoding processes.")] = 0,
-    cache_dir: CacheDirOpt = None,
-    bootstrap: BootOpt = 10_000,
-    permutations: PermOpt = 10_000,
-    seed: SeedOpt = 0,
-    confidence: ConfOpt = 0.95,
-    min_speakers: MinSpkOpt = 10,
-    interval: IntervalOpt = "auto",
-    p_adjust: PAdjustOpt = "holm",
-    gaps: GapsOpt = "auto",
-    metrics: Annotated[
-        str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
-    ] = ",".join(DEFAULT_METRICS),
-    fmt: FormatOpt = "rich",
-) -> None:
+def given_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The options typed on the command line (or set by environment): a default must not
+    override the --config file, so only these are handed on."""
+    defaults = ("DEFAULT", "DEFAULT_MAP")
+    return {
+        k: v
+        for k, v in values.items()
+        if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in defaults
+    }
+
+
+def audit_command(ctx: typer.Context, **values: Any) -> None:
     """Fine-tune on a training subset, transcribe the fixed test set, report per-group WER/CER."""
-    from asrfair.audio import use_cache_dir
-    from asrfair.audit import AuditOptions, RunSettings, run_audit
+    from asrfair.pipeline import run_plan
 
+    config, fmt = values.pop("config"), values.pop("fmt")
     with user_errors():
-        use_cache_dir(cache_dir)
         active().exporters().get(fmt, option="--format")
-        stats = StatsConfig(
-            bootstrap, permutations, seed, confidence, min_speakers, interval, p_adjust, gaps
-        )
-        train = TrainConfig(
-            epochs=epochs,
-            max_steps=max_steps,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            gradient_checkpointing=gradient_checkpointing,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            logging_steps=logging_steps,
-            mask_time_prob=mask_time_prob,
-            layerdrop=layerdrop,
-            hidden_dropout=hidden_dropout,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
-            feat_proj_dropout=feat_proj_dropout,
-            final_dropout=final_dropout,
-            seed=seed,
-        )
-        options = AuditOptions(
-            dataset=dataset,
-            model=model,
-            train_subset=train_subset,
-            groups=tuple(parse_groupings(groups)),
-            no_train=no_train,
-            normalizer=normalizer,
-            split=split,
-            test_fraction=test_fraction,
-            seed=seed,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-            columns=columns,
-            train=train,
-        )
-        run_dir = out or _default_out(train_subset)
-        settings = RunSettings(
-            out=run_dir,
-            resume=resume,
-            device=device,
-            workers=workers,
-            batch_seconds=batch_seconds,
-            stats=stats,
-            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
-            plugins=active(),
-        )
+        plan = resolve_audit(given_options(ctx, values), config=config, plugins=active())
         try:
-            report = run_audit(options, settings)
+            report = run_plan(plan)
         except KeyboardInterrupt:
-            say("[yellow]interrupted:[/] ", f"continue with --resume --out {run_dir}")
+            say("[yellow]interrupted:[/] ", f"continue with --resume --out {plan.settings.out}")
             raise typer.Exit(130) from None
         if report is not None:  # rank 0
             emit(report, fmt, None)
-            say("", f"run folder: {run_dir}")
+            say("", f"run folder: {plan.settings.out}")
+
+
+audit_command.__signature__ = _audit_signature()  # type: ignore[attr-defined]
+app.command("audit")(audit_command)
 
 
 @app.command("plugins")

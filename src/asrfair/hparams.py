@@ -1,35 +1,50 @@
-"""Training hyper-parameters: a light module, so the CLI can show defaults without torch."""
+"""Training hyper-parameters: a light module, so the CLI can show defaults without torch.
+
+Each field states its default and its help once; the ``asrfair audit`` options, the
+``[train]`` table of ``--config`` and the study file's ``[hparams.NAME]`` tables are all
+derived from these fields, so none of them can drift from the dataclass.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+
+def hparam(default: Any, help: str, *, model_config: bool = False) -> Any:
+    """A field with its option help; ``model_config`` marks the ones passed to
+    ``Wav2Vec2Config`` under the same name (the dropouts and masking)."""
+    return field(default=default, metadata={"help": help, "model_config": model_config})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every hyper-parameter the notebook varied; all of them land in the run's config.json."""
 
-    epochs: float = 10.0
-    max_steps: int = -1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.005
-    warmup_steps: int = 20
-    batch_size: int = 8
-    grad_accum: int = 1
-    gradient_checkpointing: bool = False
-    eval_steps: int = 0  # 0: no evaluation during training
-    save_steps: int = 100
-    logging_steps: int = 10
-    mask_time_prob: float = 0.05
-    layerdrop: float = 0.0
-    hidden_dropout: float = 0.0
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    feat_proj_dropout: float = 0.0
-    final_dropout: float = 0.0
-    seed: int = 0
-    freeze_feature_encoder: bool = True
+    epochs: float = hparam(10.0, "Training epochs.")
+    max_steps: int = hparam(-1, "Stop after N steps; -1: the epochs decide.")
+    learning_rate: float = hparam(5e-4, "Peak learning rate.")
+    weight_decay: float = hparam(0.005, "AdamW weight decay.")
+    warmup_steps: int = hparam(20, "Linear warm-up steps.")
+    batch_size: int = hparam(8, "Per-device batch.")
+    grad_accum: int = hparam(1, "Gradient accumulation steps.")
+    gradient_checkpointing: bool = hparam(False, "Recompute activations to save memory.")
+    eval_steps: int = hparam(0, "Evaluate every N steps; 0: no evaluation.")
+    save_steps: int = hparam(100, "Checkpoint every N steps (what --resume continues from).")
+    logging_steps: int = hparam(10, "Log the loss every N steps.")
+    mask_time_prob: float = hparam(0.05, "SpecAugment time-mask probability.", model_config=True)
+    layerdrop: float = hparam(0.0, "Transformer layer drop probability.", model_config=True)
+    hidden_dropout: float = hparam(0.0, "Hidden-layer dropout.", model_config=True)
+    attention_dropout: float = hparam(0.0, "Attention dropout.", model_config=True)
+    activation_dropout: float = hparam(0.0, "Feed-forward activation dropout.", model_config=True)
+    feat_proj_dropout: float = hparam(0.0, "Feature projection dropout.", model_config=True)
+    final_dropout: float = hparam(0.0, "Dropout before the CTC head.", model_config=True)
+    seed: int = hparam(0, "Seed of training and of the training subset's draw.")
+    freeze_feature_encoder: bool = hparam(True, "Keep the convolutional front end frozen.")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def model_config(self) -> dict[str, Any]:
+        """The fields that override the checkpoint's ``Wav2Vec2Config``, by their own names."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["model_config"]}

@@ -110,7 +110,7 @@ def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
             )
         return
     config = read_json(config_path, "remove the folder, or choose another --out")
-    stored = config.get("options", {}) if isinstance(config, dict) else {}
+    stored = stored_options(config)
     current = json.loads(json.dumps(identity))
     if not resume:
         raise AsrfairError(
@@ -122,6 +122,17 @@ def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
             f"--resume: {out} was made with other options ({', '.join(differs)} differ); "
             "use the same options or another --out"
         )
+
+
+def stored_options(config: Any) -> dict[str, Any]:
+    """The identity options of a config.json. A run written before the seeds were separated
+    stored one ``seed`` that drew its split (and subset; its training seed is ``train.seed``):
+    it reads as ``split_seed``, so such a run still resumes and re-scores."""
+    options = config.get("options") if isinstance(config, dict) else None
+    options = dict(options) if isinstance(options, dict) else {}
+    if "seed" in options and "split_seed" not in options:
+        options["split_seed"] = options.pop("seed")
+    return options
 
 
 def merge_shards(out: Path, world: int) -> None:

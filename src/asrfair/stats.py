@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from itertools import combinations, islice
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,18 +60,42 @@ GAP_MODES = ("auto", "pairs", "vs-best", "vs-rest", "none")  # plus ref:VALUE
 PAIRS_UP_TO = 4  # --gaps auto enumerates pairs up to this many groups, else vs-rest
 
 
+def _knob(default: object, option: str, help: str) -> Any:
+    """A field with the option that sets it (``n_boot`` is ``--bootstrap``) and that option's
+    help, so every command, the API and the config files name it the same way."""
+    return field(default=default, metadata={"option": option, "help": help})
+
+
 @dataclass(frozen=True)
 class StatsConfig:
     """The knobs a reviewer asks about; all of them are printed with every report."""
 
-    n_boot: int = 10_000
-    n_perm: int = 10_000
-    seed: int = 0
-    confidence: float = 0.95
-    min_speakers: int = 10
-    interval: str = "auto"
-    p_adjust: str = "holm"
-    gaps: str = "auto"
+    n_boot: int = _knob(10_000, "bootstrap", "Bootstrap draws per group; 0 turns intervals off.")
+    n_perm: int = _knob(
+        10_000,
+        "permutations",
+        "Relabelings for gap p-values (all of them when there are fewer); 0: no tests.",
+    )
+    seed: int = _knob(0, "stats_seed", "Seed of the bootstrap draws and the permutations.")
+    confidence: float = _knob(0.95, "confidence", "Interval confidence level, 0.5 to 0.999.")
+    min_speakers: int = _knob(10, "min_speakers", "Warn for groups with fewer speakers than this.")
+    interval: str = _knob(
+        "auto",
+        "interval",
+        "Interval: auto (bootstrap-t from 5 speakers, t below), bootstrap-t, t, percentile or bca.",
+    )
+    p_adjust: str = _knob(
+        "holm",
+        "p_adjust",
+        "Gap p-value adjustment: holm (per grouping, metric and kind of gap), holm-all "
+        "(one family) or none.",
+    )
+    gaps: str = _knob(
+        "auto",
+        "gaps",
+        "Gaps to report: auto (pairs up to 4 groups, else vs-rest), pairs, vs-best, "
+        "vs-rest, ref:VALUE or none; 3+ groups also get worst - best.",
+    )
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.confidence) and 0.5 <= self.confidence <= 0.999):
@@ -142,6 +167,26 @@ class StatsConfig:
             ),
             "min_speakers": self.min_speakers,
         }
+
+
+STATS_OPTIONS = {f.metadata["option"]: f for f in fields(StatsConfig)}
+
+
+def stats_config(options: Mapping[str, Any], *, where: str = "") -> StatsConfig:
+    """The one place option names become a StatsConfig (``bootstrap`` is ``n_boot``...):
+    the score, compare and audit commands, the API and the study and config files all call
+    it, so an option's name and default are stated once. A bad value names ``where``."""
+    unknown = sorted(set(options) - set(STATS_OPTIONS))
+    if unknown:
+        raise AsrfairError(
+            f"{where or 'statistics'}: unknown option {unknown[0]!r}; known: "
+            f"{', '.join(STATS_OPTIONS)}"
+        )
+    values = {STATS_OPTIONS[name].name: value for name, value in options.items()}
+    try:
+        return StatsConfig(**values)
+    except AsrfairError as exc:
+        raise AsrfairError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def _check_choice(option: str, value: str, known: dict[str, str]) -> None:

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from asrfair import __version__, files
+from asrfair.audit_options import AUDIT_OPTIONS, SECTIONS, SEEDS, AuditOptions, RunSettings, typed
 from asrfair.errors import AsrfairError
 from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.plugins import Plugins
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report
-from asrfair.stats import StatsConfig
+from asrfair.runs import stored_options
+from asrfair.stats import StatsConfig, stats_config
 
 STUDY_KEYS = {
     "name": str,
@@ -34,6 +36,9 @@ STUDY_KEYS = {
     "groups": list,
     "subsets": list,
     "seed": int,
+    "split_seed": int,
+    "train_seed": int,
+    "stats_seed": int,
     "normalizer": str,
     "min_seconds": float,
     "max_seconds": float,
@@ -41,15 +46,6 @@ STUDY_KEYS = {
     "device": str,
     "batch_seconds": float,
     "columns": str,
-}
-STATS_KEYS = {
-    "bootstrap": int,
-    "permutations": int,
-    "confidence": float,
-    "min_speakers": int,
-    "interval": str,
-    "p_adjust": str,
-    "gaps": str,
 }
 TOP_KEYS = ("study", "statistics", "hparams")
 
@@ -77,16 +73,6 @@ def run_name(subset: str, hparams: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{subset}--{hparams}")
 
 
-def _typed(where: str, key: str, value: Any, kind: type) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool):
-        raise AsrfairError(f"{where}: {key} must be an integer, not {value!r}")
-    if not isinstance(value, kind):
-        raise AsrfairError(f"{where}: {key} must be {kind.__name__}, not {value!r}")
-    return value
-
-
 def _table(where: str, value: Any) -> dict[str, Any]:
     """A TOML table, or a one-line error (``statistics = 5`` is not one)."""
     if not isinstance(value, dict):
@@ -102,11 +88,12 @@ def _check_keys(where: str, table: dict[str, Any], valid: list[str]) -> None:
             )
 
 
-def _train_config(path: Path, name: str, table: dict[str, Any]) -> TrainConfig:
+def _train_config(path: Path, name: str, table: dict[str, Any], seed: int) -> TrainConfig:
+    """One [hparams.NAME] table; without its own ``seed`` it trains with the study's."""
     where = f"{path} [hparams.{name}]"
     kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
     _check_keys(where, _table(where, table), list(kinds))
-    values = {k: _typed(where, k, v, kinds[k]) for k, v in table.items()}
+    values = {k: typed(where, k, v, kinds[k]) for k, v in table.items()}
     for key in ("learning_rate", "epochs", "batch_size"):
         if key in values and values[key] <= 0:
             raise AsrfairError(f"{where}: {key} must be positive, not {values[key]!r}")
@@ -114,7 +101,7 @@ def _train_config(path: Path, name: str, table: dict[str, Any]) -> TrainConfig:
     for key in fractions:
         if key in values and not 0.0 <= values[key] < 1.0:
             raise AsrfairError(f"{where}: {key} must be in [0, 1), not {values[key]!r}")
-    return replace(TrainConfig(), **values)
+    return replace(TrainConfig(seed=seed), **values)
 
 
 def load_study(path: Path, plugins: Plugins) -> Study:
@@ -128,15 +115,12 @@ def load_study(path: Path, plugins: Plugins) -> Study:
     _check_keys(str(path), raw, list(TOP_KEYS))
     study = _table(f"{path} [study]", raw.get("study", {}))
     _check_keys(f"{path} [study]", study, list(STUDY_KEYS))
-    study = {k: _typed(f"{path} [study]", k, v, STUDY_KEYS[k]) for k, v in study.items()}
-    stats_raw = _table(f"{path} [statistics]", raw.get("statistics", {}))
-    _check_keys(f"{path} [statistics]", stats_raw, list(STATS_KEYS))
-    stats_raw = {
-        k: _typed(f"{path} [statistics]", k, v, STATS_KEYS[k]) for k, v in stats_raw.items()
-    }
+    study = {k: typed(f"{path} [study]", k, v, STUDY_KEYS[k]) for k, v in study.items()}
+    seeds = _seeds(path, study)
+    stats = _stats_config(path, raw.get("statistics", {}), seeds["stats_seed"])
     hparams_raw = raw.get("hparams") or {"default": {}}
     hparams_raw = _table(f"{path} [hparams]", hparams_raw)
-    hparams = {n: _train_config(path, n, t) for n, t in hparams_raw.items()}
+    hparams = {n: _train_config(path, n, t, seeds["train_seed"]) for n, t in hparams_raw.items()}
     subsets = [str(s) for s in study.pop("subsets", ["all"])]
     for subset in subsets:
         plugins.selector(subset, option=f"{path} [study] subsets")
@@ -146,9 +130,9 @@ def load_study(path: Path, plugins: Plugins) -> Study:
             raise AsrfairError(
                 f"{path} [study] compare: {list(pair)} must name two of the subsets {subsets}"
             )
-    seed = study.get("seed", 0)
-    stats = _stats_config(path, stats_raw, seed)
-    options = {k: v for k, v in study.items() if k not in ("name", "device", "batch_seconds")}
+    ignored = ("name", "device", "batch_seconds", *SEEDS, "seed")
+    options = {k: v for k, v in study.items() if k not in ignored}
+    options["split_seed"] = seeds["split_seed"]
     if "groups" in options:
         options["groups"] = tuple(parse_groupings([str(g) for g in options["groups"]]))
     return Study(
@@ -166,7 +150,7 @@ def load_study(path: Path, plugins: Plugins) -> Study:
 
 def run_study(study: Study, out: Path, plugins: Plugins, *, progress: bool = True) -> Report:
     """Run (or reuse, or resume) every combination, then build the combined report."""
-    from asrfair.audit import AuditOptions, RunSettings, run_audit
+    from asrfair.pipeline import run_audit
 
     out.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
@@ -204,7 +188,7 @@ def _finished(run_dir: Path, options: Any, stats: StatsConfig) -> bool:
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
         return False
     stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    same_options = stored.get("options") == json.loads(json.dumps(options.identity()))
+    same_options = stored_options(stored) == json.loads(json.dumps(options.identity()))
     same_stats = stored.get("settings", {}).get("stats") == json.loads(json.dumps(asdict(stats)))
     return bool(same_options and same_stats)
 
@@ -302,18 +286,22 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
     return plot_run_groups(report.data, folder / "group_wer")
 
 
-def _stats_config(path: Path, raw: dict[str, Any], seed: int) -> StatsConfig:
-    """The [statistics] table as a StatsConfig; a bad value names the file and the key."""
-    try:
-        return StatsConfig(
-            n_boot=raw.get("bootstrap", 10_000),
-            n_perm=raw.get("permutations", 10_000),
-            seed=seed,
-            confidence=raw.get("confidence", 0.95),
-            min_speakers=raw.get("min_speakers", 10),
-            interval=raw.get("interval", "auto"),
-            p_adjust=raw.get("p_adjust", "holm"),
-            gaps=raw.get("gaps", "auto"),
-        )
-    except AsrfairError as exc:
-        raise AsrfairError(f"{path} [statistics]: {exc}") from None
+def _seeds(path: Path, study: dict[str, Any]) -> dict[str, int]:
+    """[study] ``seed`` sets the split, training and statistics seeds; ``split_seed``,
+    ``train_seed`` and ``stats_seed`` override it (as ``--seed`` and its three options do)."""
+    seed = study.get("seed", 0)
+    seeds = {name: study.get(name, seed) for name in SEEDS}
+    for name, value in seeds.items():
+        if value < 0:
+            raise AsrfairError(f"{path} [study]: {name} {value}: use a seed of 0 or more")
+    return seeds
+
+
+def _stats_config(path: Path, raw: Any, seed: int) -> StatsConfig:
+    """The [statistics] table, keyed as the audit's options, as a StatsConfig; a bad value
+    names the file and the key."""
+    where = f"{path} [statistics]"
+    table = _table(where, raw)
+    _check_keys(where, table, [k for k in SECTIONS["statistics"] if k != "seed"])
+    values = {k: typed(where, k, v, AUDIT_OPTIONS[k].kind) for k, v in table.items()}
+    return stats_config({**values, "stats_seed": seed}, where=where)

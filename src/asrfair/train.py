@@ -119,13 +119,7 @@ def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_he
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     overrides: dict[str, Any] = {
-        "mask_time_prob": cfg.mask_time_prob,
-        "layerdrop": cfg.layerdrop,
-        "hidden_dropout": cfg.hidden_dropout,
-        "attention_dropout": cfg.attention_dropout,
-        "activation_dropout": cfg.activation_dropout,
-        "feat_proj_dropout": cfg.feat_proj_dropout,
-        "final_dropout": cfg.final_dropout,
+        **cfg.model_config(),
         "ctc_loss_reduction": "mean",
         "ctc_zero_infinity": True,
         "pad_token_id": vocab[PAD],

@@ -1,4 +1,6 @@
-"""One audit run: prepare, split, select the subset, fine-tune, transcribe, score, report.
+"""One audit run (``asrfair audit``, ``asrfair.audit()``): prepare, split, select the
+subset, fine-tune, transcribe, score, report. (Named ``pipeline`` so that ``asrfair.audit``
+stays the API function rather than a submodule.)
 
 Everything is written into the run directory as it is produced (config, splits,
 model, predictions, metrics, reports), so an interrupted run resumes with
@@ -11,22 +13,21 @@ from __future__ import annotations
 
 import platform
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from asrfair import __version__, files
-from asrfair.audio import AudioSettings, prepare_audio
+from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
+from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.dataset import prepare_metadata, size_summary
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
-from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
-from asrfair.metrics import DEFAULT_METRICS, Metric, run_metrics
-from asrfair.plugins import Plugins, installed
+from asrfair.metrics import Metric, run_metrics
 from asrfair.report import Report
 from asrfair.runs import (
     StageTimes,
@@ -39,7 +40,6 @@ from asrfair.runs import (
 )
 from asrfair.scoring import COUNT_COLUMNS, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
-from asrfair.stats import StatsConfig
 from asrfair.subsets import Selector, select_subset
 from asrfair.train import (
     choose_vocab,
@@ -51,55 +51,6 @@ from asrfair.train import (
     training_table,
     unknown_characters,
 )
-
-
-def demo_model() -> str:
-    from importlib.resources import files
-
-    return str(files("asrfair") / "demo" / "model")
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    """What decides a run's results; all of it is written to config.json."""
-
-    dataset: str = "demo"
-    model: str = ""  # "" means the bundled demo checkpoint
-    train_subset: str = "all"
-    groups: tuple[str, ...] = ("gender",)
-    no_train: bool = False
-    normalizer: str = "cv-french"
-    split: str = "speaker"
-    test_fraction: float = 0.2
-    seed: int = 0
-    min_seconds: float = 0.0
-    max_seconds: float | None = None
-    columns: str = ""  # --columns: CANONICAL=SOURCE pairs for datasets with other column names
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def resolved_model(self) -> str:
-        return self.model or demo_model()
-
-    def identity(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["groups"] = list(self.groups)
-        data["model"] = self.resolved_model()
-        return data
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How a run is executed and reported; changing these never changes its predictions."""
-
-    out: Path
-    resume: bool = False
-    device: str = "auto"
-    workers: int = 0
-    batch_seconds: float = 60.0
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    progress: bool = True
-    plugins: Plugins = field(default_factory=installed)  # handed in by the CLI, a test or the API
 
 
 def quiet_libraries() -> None:
@@ -174,7 +125,7 @@ def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
         datasets=chosen.datasets(),
     )
     selector = chosen.selector(options.train_subset)
-    select_subset(corpus.frame, selector, options.train_subset, seed=options.seed)
+    select_subset(corpus.frame, selector, options.train_subset, seed=options.train.seed)
     _feat_extract_norm(options.resolved_model())
     if options.no_train:
         try:
@@ -211,11 +162,13 @@ def prepare(
         frame,
         options.split,
         test_fraction=options.test_fraction,
-        seed=options.seed,
+        seed=options.split_seed,
         stratify=list(options.groups),
     )
     train_side = frame[frame["id"].isin(split.ids("train"))]
-    subset = select_subset(train_side, resolved.selector, options.train_subset, seed=options.seed)
+    subset = select_subset(
+        train_side, resolved.selector, options.train_subset, seed=options.train.seed
+    )
     notes = corpus.notes + prepared.notes + split.notes
     return Prepared(corpus, frame, split, subset, notes, resolved.metrics)
 
@@ -307,6 +260,12 @@ def _record(row: dict[str, Any], hyp: str, columns: list[str]) -> dict[str, Any]
     return record
 
 
+def run_plan(plan: AuditPlan) -> Report | None:
+    """What ``asrfair audit`` and ``asrfair.audit()`` both run, once their options are resolved."""
+    use_cache_dir(plan.cache_dir)
+    return run_audit(plan.options, plan.settings)
+
+
 def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     """Run (or resume) an audit; returns the Report on rank 0 and None on other ranks."""
     from accelerate import PartialState
@@ -337,7 +296,7 @@ def _run_audit(
                     "metrics": list(settings.metrics),
                 },
                 "versions": versions(),
-                "seed": options.seed,
+                "seeds": AuditPlan(options, settings).seeds(),
             },
         )
     state.wait_for_everyone()
