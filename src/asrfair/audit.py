@@ -26,6 +26,7 @@ from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.report import Report
+from asrfair.report_model import ScoreBody
 from asrfair.runs import (
     StageTimes,
     check_run_dir,
@@ -352,14 +353,17 @@ def _report(
         settings.metrics,
         config={"dataset": options.dataset, "model": options.resolved_model()},
     )
-    report.data["warnings"] = data.notes + list(table.notes) + report.data["warnings"]
+    body = report.body
+    if not isinstance(body, ScoreBody):  # run_metrics makes nothing else
+        raise TypeError(f"run_metrics gave a {type(body).__name__}, not a ScoreBody")
+    body.warnings[:0] = data.notes + list(table.notes)
     if unknown:
         n = sum(unknown.values())
         chars = "".join(sorted(unknown))
-        report.data["warnings"].append(
+        body.warnings.append(
             f"{n} test character(s) missing from the model's vocabulary were read as [UNK]: {chars}"
         )
-    report.data["run"] = {
+    body.run = {
         "model": options.resolved_model(),
         "trained_model": None if options.no_train else str(settings.out / "model"),
         "dataset": options.dataset,
