@@ -47,6 +47,26 @@ def fresh_plugins() -> Iterator[None]:
     plugins.load_plugins.cache_clear()
 
 
+@pytest.fixture
+def registered() -> Iterator[list[object]]:
+    """Plugins appended to this list are registered for the test and unregistered after."""
+    from asrfair import plugins
+
+    added: list[object] = []
+    pm = plugins.get_plugin_manager()
+
+    class _Adder(list[object]):
+        def append(self, plugin: object) -> None:
+            pm.register(plugin, name=f"test-{len(self)}")
+            super().append(plugin)
+
+    adder = _Adder()
+    yield adder
+    for plugin in adder:
+        pm.unregister(plugin)
+    del added
+
+
 def write_transcripts(path: Path, rows: list[dict[str, object]]) -> Path:
     """Write rows as CSV, TSV or JSONL according to the suffix."""
     frame = pd.DataFrame(rows)

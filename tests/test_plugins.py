@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
-from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -26,24 +25,6 @@ from asrfair.text import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture
-def registered() -> Iterator[list[object]]:
-    """Plugins appended to this list are registered for the test and unregistered after."""
-    added: list[object] = []
-    pm = plugins.get_plugin_manager()
-
-    class _Adder(list[object]):
-        def append(self, plugin: object) -> None:
-            pm.register(plugin, name=f"test-{len(self)}")
-            super().append(plugin)
-
-    adder = _Adder()
-    yield adder
-    for plugin in adder:
-        pm.unregister(plugin)
-    del added
 
 
 def _table() -> pd.DataFrame:
