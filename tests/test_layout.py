@@ -19,7 +19,7 @@ RANKS: dict[str, int] = {
         ["asrfair", "errors", "console", "files", "text", "hparams", "registry", "groups"], 0
     ),
     "stats": 0,
-    "report": 1,  # the Report model: plain data every stage may produce
+    **dict.fromkeys(["report", "report_model"], 1),  # the Report: data every stage may produce
     **dict.fromkeys(["transcripts", "corpus", "audio", "split", "subsets", "dataset"], 2),
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch

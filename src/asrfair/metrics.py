@@ -17,6 +17,7 @@ import pandas as pd
 from asrfair import __version__
 from asrfair.groups import group_labels
 from asrfair.report import Report
+from asrfair.report_model import ScoreBody
 from asrfair.scoring import ScoreTable
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
@@ -53,6 +54,7 @@ class MetricContext:
         self.gaps: dict[str, list[dict[str, Any]]] = {}
         self.gap_notes: dict[str, list[str]] = {}
         self.warnings: list[str] = self._unit_warnings()
+        self.rate_fields: list[str] = []  # declared by record_rate: the report's rate columns
 
     # -- reading ---------------------------------------------------------------
     @property
@@ -168,11 +170,14 @@ class MetricContext:
         counts: dict[str, np.ndarray] | None = None,
         unit_name: str = "reference words",
     ) -> None:
-        """Write ``name`` and ``name_ci`` (and summed ``counts``) into one entry per scope.
+        """Write ``name`` and ``name_ci`` (and summed ``counts``) into one entry per scope, and
+        declare ``name`` a rate: the report's typed entries hold it as a ``RateCell``.
 
         With ``grouping`` None that is the overall entry; otherwise every group of it. An
         undefined rate (no reference tokens) is written as None with a warning, never 0/0.
         """
+        if name not in self.rate_fields:
+            self.rate_fields.append(name)
         scopes = [None] if grouping is None else self.group_names(grouping)
         for group in scopes:
             result = self.rate(numerator, denominator, grouping, group)
@@ -228,4 +233,4 @@ def run_metrics(
         "warnings": ctx.warnings,
         "config": {"asrfair_version": __version__, **(config or {})},
     }
-    return Report("score", data)
+    return Report("score", ScoreBody.from_json(data, rates=ctx.rate_fields))

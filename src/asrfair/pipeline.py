@@ -29,6 +29,7 @@ from asrfair.groups import all_columns
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
 from asrfair.metrics import Metric, run_metrics
 from asrfair.report import Report
+from asrfair.report_model import ScoreBody
 from asrfair.runs import (
     StageTimes,
     check_run_dir,
@@ -332,14 +333,17 @@ def _report(
         data.metrics,
         config={"dataset": options.dataset, "model": options.resolved_model()},
     )
-    report.data["warnings"] = data.notes + list(table.notes) + report.data["warnings"]
+    body = report.body
+    if not isinstance(body, ScoreBody):  # run_metrics makes nothing else
+        raise TypeError(f"run_metrics gave a {type(body).__name__}, not a ScoreBody")
+    body.warnings[:0] = data.notes + list(table.notes)
     if unknown:
         n = sum(unknown.values())
         chars = "".join(sorted(unknown))
-        report.data["warnings"].append(
+        body.warnings.append(
             f"{n} test character(s) missing from the model's vocabulary were read as [UNK]: {chars}"
         )
-    report.data["run"] = {
+    body.run = {
         "model": options.resolved_model(),
         "trained_model": None if options.no_train else str(settings.out / "model"),
         "dataset": options.dataset,

@@ -1,68 +1,84 @@
-"""The Report: plain data that every exporter renders, and the shared table layout.
+"""The Report that every exporter renders, and the shared table layouts.
 
-A Report is what ``metrics.json`` holds. ``report_tables`` lays it out once as
-titled tables of cells, so the terminal, Markdown and LaTeX tables of one run
-always agree with each other and with the JSON.
+A Report is what ``metrics.json`` holds, as the typed body of asrfair.report_model.
+``report_tables`` lays it out once as titled tables of cells, with the layout its kind
+registered (``@layout``), so the terminal, Markdown and LaTeX tables of one run always
+agree with each other and with the JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import RenderableType
 
+from asrfair.errors import AsrfairError
+from asrfair.report_model import (
+    CompareBody,
+    Gap,
+    InspectBody,
+    Json,
+    Method,
+    PairedEntry,
+    RateCell,
+    RateEntry,
+    Record,
+    ReportBody,
+    ScoreBody,
+    StudyBody,
+    StudyRun,
+    body_from_json,
+    gap_text,
+)
 from asrfair.stats import AUTO_MIN_SPEAKERS
 
 
-@dataclass
+@dataclass(init=False)
 class Report:
-    """``kind`` is ``score`` or ``compare``; ``data`` follows docs/json-schema.md."""
+    """One report of any of five kinds, as a typed ``body`` (asrfair.report_model):
+
+    - ``score``: ``asrfair score``, and each run's numbers (``ScoreBody``);
+    - ``audit``: the same with ``run``, what was trained on what (``ScoreBody``);
+    - ``compare``: two systems on the same utterances (``CompareBody``);
+    - ``inspect``: a dataset's sizes, ``asrfair data inspect`` (``InspectBody``);
+    - ``study``: every run of a study and their comparisons (``StudyBody``).
+
+    ``Report(kind, data)`` also takes the JSON document (docs/json-schema.md) and reads it.
+    """
 
     kind: str
-    data: dict[str, Any]
+    body: ReportBody
     bold_best: bool = False  # a rendering choice, not data: never stored in metrics.json
 
+    def __init__(self, kind: str, data: Json | ReportBody, bold_best: bool = False) -> None:
+        self.kind = kind
+        self.body = data if isinstance(data, Record) else body_from_json(kind, data)
+        self.bold_best = bold_best
+
     @property
-    def method(self) -> dict[str, Any]:
-        return dict(self.data.get("method", {}))
+    def data(self) -> Json:
+        """The JSON document (``body.to_json()``), what exporters and plugins read. Built
+        afresh on each access: change a report through ``body``, not through this."""
+        return copy.deepcopy(self.body.to_json())
+
+    @property
+    def method(self) -> Json:
+        return self.body.method.to_json()
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.data.get("warnings", []))
+        return list(self.body.warnings)
 
 
 # An exporter plugin: text for a file or stdout, or a rich renderable for the terminal.
 Exporter = Callable[[Report], str | RenderableType]
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A rate with its interval; humans see percentages, machines see fractions."""
-
-    value: float | None
-    ci: tuple[float | None, float | None] | None = None  # a None end: unbounded that side
-
-    def percent(self) -> str:
-        if self.value is None:
-            return "n/a"
-        text = _pct(self.value)
-        if self.ci is not None:
-            lower = "(-inf" if self.ci[0] is None else f"[{_pct(self.ci[0])}"
-            upper = "inf)" if self.ci[1] is None else f"{_pct(self.ci[1])}]"
-            text += f" {lower}, {upper}"
-        return text
-
-
-def _pct(fraction: float) -> str:
-    """One decimal of a percentage, never "-0.0"."""
-    text = f"{100 * fraction:.1f}"
-    return "0.0" if text == "-0.0" else text
-
-
-Cell = str | int | float | None | Interval
+Cell = str | int | float | None | RateCell
 
 
 @dataclass
@@ -79,7 +95,7 @@ class TableView:
             values = [
                 (cell.value, i)
                 for i, row in enumerate(self.rows)
-                if isinstance((cell := row[col]), Interval) and cell.value is not None
+                if isinstance((cell := row[col]), RateCell) and cell.value is not None
             ]
             if values:
                 best = min(v for v, _ in values)
@@ -87,7 +103,7 @@ class TableView:
 
 
 def format_cell(cell: Cell) -> str:
-    if isinstance(cell, Interval):
+    if isinstance(cell, RateCell):
         return cell.percent()
     if cell is None:
         return ""
@@ -98,12 +114,18 @@ def format_cell(cell: Cell) -> str:
     return str(cell)
 
 
-def interval_phrase(method: dict[str, Any]) -> str:
+def _typed_method(method: Method | Mapping[str, Any]) -> Method:
+    """Plots and the API hold the method as JSON; the sentences below read the typed one."""
+    return method if isinstance(method, Method) else Method.from_json(dict(method))
+
+
+def interval_phrase(method: Method | Mapping[str, Any]) -> str:
     """How the intervals were made, e.g. "95% linearised t intervals over speakers"."""
-    confidence = round(100 * float(method.get("confidence", 0.95)))
-    unit = method.get("resampling_unit", "?")
-    interval = method.get("interval", "percentile")
-    draws = method.get("draws", 0)
+    m = _typed_method(method)
+    confidence = round(100 * float(0.95 if m.confidence is None else m.confidence))
+    unit = m.resampling_unit or "?"
+    interval = m.interval or "percentile"
+    draws = m.draws or 0
     if interval == "none" or (interval != "t" and not draws):
         return "no intervals (--bootstrap 0)"
     if interval == "t":
@@ -111,32 +133,33 @@ def interval_phrase(method: dict[str, Any]) -> str:
     if interval == "auto":
         return (
             f"{confidence}% bootstrap-t intervals from {draws:,} draws resampling {unit}s within "
-            f"each group, seed {method.get('seed')} (linearised t intervals for groups of fewer "
+            f"each group, seed {m.seed} (linearised t intervals for groups of fewer "
             f"than {AUTO_MIN_SPEAKERS} speakers)"
         )
     return (
         f"{confidence}% {interval} intervals from {draws:,} bootstrap draws resampling "
-        f"{unit}s within each group, seed {method.get('seed')}"
+        f"{unit}s within each group, seed {m.seed}"
     )
 
 
-def method_sentence(method: dict[str, Any]) -> str:
+def method_sentence(method: Method | Mapping[str, Any]) -> str:
     """The sentence printed under every table: how each number was computed."""
-    if not method:
+    m = _typed_method(method)
+    if not m.to_json():
         return ""
-    if "draws" not in method and "split" in method:
-        return f"Split: {method['split']}. Hours from clip durations."
-    phrase = interval_phrase(method)
+    if m.draws is None and m.split is not None:
+        return f"Split: {m.split}. Hours from clip durations."
+    phrase = interval_phrase(m)
     text = "Rates in % are corpus-level (sum of errors / sum of reference tokens). "
     text += phrase[0].upper() + phrase[1:] + "."
-    if "permutations" in method:
-        unit = method.get("resampling_unit", "?")
-        if not method["permutations"]:
+    if m.permutations is not None:
+        unit = m.resampling_unit or "?"
+        if not m.permutations:
             text += " No gap p-values (--permutations 0)."
         else:
-            family = method.get("p_adjust_family", "Holm within each grouping")
+            family = m.p_adjust_family or "Holm within each grouping"
             test = (
-                f"studentised permutation test over {unit}s ({method['permutations']:,} "
+                f"studentised permutation test over {unit}s ({m.permutations:,} "
                 "relabelings, exact when there are fewer)"
             )
             if phrase.startswith("no intervals"):
@@ -147,21 +170,6 @@ def method_sentence(method: dict[str, Any]) -> str:
                     f"interval; adjustment: {family}."
                 )
     return text
-
-
-def _rate_fields(entry: dict[str, Any]) -> list[str]:
-    """Every field that has a matching ``<field>_ci`` is a rate: WER, CER, plugin rates."""
-    return [k for k in entry if f"{k}_ci" in entry]
-
-
-def _pair(ci: list[float | None] | None) -> tuple[float | None, float | None] | None:
-    """A stored ``[low, high]`` list as an interval tuple (JSON has no tuples); None: open."""
-    return (ci[0], ci[1]) if ci else None
-
-
-def _interval(entry: dict[str, Any], name: str) -> Interval:
-    ci = entry.get(f"{name}_ci")
-    return Interval(entry.get(name), _pair(ci))
 
 
 def _footnote_marks(warnings: list[str], notes: list[str]) -> str:
@@ -178,69 +186,80 @@ def _numbered(notes: list[str]) -> list[str]:
     return [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
 
 
-def _entry_row(label: str, entry: dict[str, Any], rates: list[str], notes: list[str]) -> list[Cell]:
-    words = entry.get("n_ref_words")
-    errors = f"{entry['errors']:,}/{words:,}" if "errors" in entry and words is not None else ""
+def _entry_row(label: str, entry: RateEntry, rates: list[str], notes: list[str]) -> list[Cell]:
+    errors, words = entry.values.get("errors"), entry.values.get("n_ref_words")
     return [
         label,
-        *[_interval(entry, r) for r in rates],
-        errors,
-        entry.get("n_utterances"),
-        entry.get("n_speakers"),
-        _footnote_marks(entry.get("warnings", []), notes),
+        *[entry.rate(r) for r in rates],
+        "" if errors is None or words is None else f"{errors:,}/{words:,}",
+        entry.n_utterances,
+        entry.n_speakers,
+        _footnote_marks(entry.warnings, notes),
     ]
 
 
-def _score_tables(data: dict[str, Any]) -> list[TableView]:
-    overall = data["overall"]
-    rates = _rate_fields(overall)
-    for entries in data["groups"].values():
-        rates += [r for e in entries for r in _rate_fields(e) if r not in rates]
+# A report kind's layout: its typed body as titled tables. Each kind registers its own.
+Layout = Callable[[Any], list[TableView]]
+LAYOUTS: dict[str, Layout] = {}
+
+
+def layout(*kinds: str) -> Callable[[Layout], Layout]:
+    """Register a function as the table layout of the given report kinds."""
+
+    def register(function: Layout) -> Layout:
+        LAYOUTS.update(dict.fromkeys(kinds, function))
+        return function
+
+    return register
+
+
+@layout("score")
+def score_tables(body: ScoreBody) -> list[TableView]:
+    """Overall, then one table per grouping, then its gaps; a rate column per declared rate."""
+    rates = list(body.overall.rates)
+    for entries in body.groups.values():
+        rates += [r for e in entries for r in e.rates if r not in rates]
     header = ["group", *[r.upper() for r in rates], "errors/words", "utts", "speakers", "note"]
     notes: list[str] = []
-    tables = [TableView("Overall", header, [_entry_row("all", overall, rates, notes)])]
+    tables = [TableView("Overall", header, [_entry_row("all", body.overall, rates, notes)])]
     tables[0].notes = _numbered(notes)
-    for grouping, entries in data["groups"].items():
+    for grouping, entries in body.groups.items():
         notes = []
-        rows = [_entry_row(str(e["group"]), e, rates, notes) for e in entries]
-        dropped = [d["message"] for g, d in data.get("dropped", {}).items() if g == grouping]
+        rows = [_entry_row(e.group, e, rates, notes) for e in entries]
+        dropped = [body.dropped[grouping]["message"]] if grouping in body.dropped else []
         tables.append(TableView(f"By {grouping}", header, rows, _numbered(notes) + dropped))
-    for grouping, gaps in data.get("gaps", {}).items():
+    for grouping, gaps in body.gaps.items():
         if gaps:
-            tables.append(_gap_table(grouping, gaps, data.get("gap_notes", {}).get(grouping, [])))
+            tables.append(_gap_table(grouping, gaps, body.gap_notes.get(grouping, [])))
     return tables
 
 
 GAP_ROWS_SHOWN = 20  # a table lists at most this many gaps; JSON and CSV keep them all
 
 
-def gap_label(g: dict[str, Any]) -> str:
-    if g.get("kind") == "largest":
-        return f"largest: {g['a']} - {g['b']}"
-    return f"{g['a']} vs {g['b']}"
+def gap_label(g: Mapping[str, Any]) -> str:
+    """A gap's name from its JSON (the CSV exporter reads JSON); ``Gap.label`` is the same."""
+    return gap_text(g.get("kind"), g["a"], g["b"])
 
 
-def _gap_table(grouping: str, gaps: list[dict[str, Any]], extra: list[str]) -> TableView:
+def _gap_table(grouping: str, gaps: list[Gap], extra: list[str]) -> TableView:
     """One row per gap; past GAP_ROWS_SHOWN rows the largest gap and smallest p come first."""
     shown = gaps
     if len(gaps) > GAP_ROWS_SHOWN:
         shown = sorted(
             gaps,
-            key=lambda g: (
-                g.get("kind") != "largest",
-                2.0 if g["p_value"] is None else g["p_value"],
-            ),
+            key=lambda g: (g.kind != "largest", 2.0 if g.p_value is None else g.p_value),
         )[:GAP_ROWS_SHOWN]
     notes: list[str] = []
     rows: list[list[Cell]] = [
         [
-            gap_label(g),
-            g["metric"].upper(),
-            Interval(g["diff"], _pair(g["diff_ci"])),
-            _ratio_text(g),
-            g["p_value"],
-            g.get("p_adjusted", g.get("p_holm")),
-            _footnote_marks(g.get("warnings", []), notes),
+            g.label,
+            g.metric.upper(),
+            g.diff,
+            _ratio_text(g.ratio),
+            g.p_value,
+            g.adjusted,
+            _footnote_marks(g.warnings, notes),
         ]
         for g in shown
     ]
@@ -254,52 +273,51 @@ def _gap_table(grouping: str, gaps: list[dict[str, Any]], extra: list[str]) -> T
     return TableView(f"Gaps by {grouping}", columns, rows, notes)
 
 
-def _ratio_text(g: dict[str, Any]) -> str:
-    if g["ratio"] is None:
+def _ratio_text(ratio: RateCell) -> str:
+    if ratio.value is None:
         return "n/a"
-    text = f"{g['ratio']:.2f}"
-    ci = g.get("ratio_ci")
-    if ci:
-        upper = "inf)" if ci[1] is None else f"{ci[1]:.2f}]"
-        text += f" [{ci[0]:.2f}, {upper}"  # a ratio's lower end is never below 0
+    text = f"{ratio.value:.2f}"
+    if ratio.ci:
+        upper = "inf)" if ratio.ci[1] is None else f"{ratio.ci[1]:.2f}]"
+        text += f" [{ratio.ci[0]:.2f}, {upper}"  # a ratio's lower end is never below 0
     return text
 
 
 def _compare_row(
-    label: str, metric: str, cmp: dict[str, Any], entry: dict[str, Any], notes: list[str]
+    label: str, metric: str, cmp: PairedEntry, entry: RateEntry, notes: list[str]
 ) -> list[Cell]:
-    diff_ci = cmp.get("diff_ci")
     return [
         label,
         metric.upper(),
-        Interval(cmp.get("rate_a")),
-        Interval(cmp.get("rate_b")),
-        Interval(cmp.get("diff"), _pair(diff_ci)),
-        cmp.get("p_b_better"),
-        cmp.get("p_a_better"),
-        cmp.get("p_tie"),
-        entry.get("n_speakers"),
-        _footnote_marks(entry.get("warnings", []), notes),
+        RateCell(cmp.rate_a),
+        RateCell(cmp.rate_b),
+        cmp.diff,
+        cmp.p_b_better,
+        cmp.p_a_better,
+        cmp.p_tie,
+        entry.n_speakers,
+        _footnote_marks(entry.warnings, notes),
     ]
 
 
-def _compare_tables(data: dict[str, Any]) -> list[TableView]:
+@layout("compare")
+def compare_tables(body: CompareBody) -> list[TableView]:
+    """B against A, overall and per group, one row per metric."""
     header = ["group", "metric", "A", "B", "B - A (pts)", "P(B better)", "P(A better)", "P(tie)"]
     header += ["speakers", "note"]
-    scopes = [("Overall", [("all", data["overall"])])]
-    scopes += [(f"By {g}", [(str(e["group"]), e) for e in es]) for g, es in data["groups"].items()]
+    scopes: list[tuple[str, list[tuple[str, RateEntry]]]] = [("Overall", [("all", body.overall)])]
+    scopes += [(f"By {g}", [(e.group, e) for e in es]) for g, es in body.groups.items()]
     tables = []
     for title, entries in scopes:
         notes: list[str] = []
         rows = [
-            _compare_row(label, metric, entry[metric], entry, notes)
+            _compare_row(label, metric, paired, entry, notes)
             for label, entry in entries
             for metric in ("wer", "cer")
-            if metric in entry
+            if (paired := entry.paired(metric)) is not None
         ]
         tables.append(TableView(title, header, rows, _numbered(notes)))
-    systems = data.get("systems", {})
-    tables[0].notes.append(f"A = {systems.get('a')}; B = {systems.get('b')}")
+    tables[0].notes.append(f"A = {body.systems.get('a')}; B = {body.systems.get('b')}")
     return tables
 
 
@@ -307,21 +325,19 @@ def _inspect_values(row: dict[str, Any]) -> list[Cell]:
     return [row["n_utterances"], row["n_speakers"], f"{row['hours']:.2f}"]
 
 
-def _inspect_tables(data: dict[str, Any]) -> list[TableView]:
+@layout("inspect")
+def inspect_tables(body: InspectBody) -> list[TableView]:
+    """Sizes per split, then per group and split."""
     columns = ["utterances", "speakers", "hours"]
-    splits: list[list[Cell]] = [[r["split"], *_inspect_values(r)] for r in data["splits"]]
+    splits: list[list[Cell]] = [[r["split"], *_inspect_values(r)] for r in body.splits]
     tables = [TableView("Splits", ["split", *columns], splits)]
-    for grouping, rows in data["groups"].items():
-        body: list[list[Cell]] = [[r["group"], r["split"], *_inspect_values(r)] for r in rows]
-        tables.append(TableView(f"By {grouping}", ["group", "split", *columns], body))
+    for grouping, rows in body.groups.items():
+        body_rows: list[list[Cell]] = [[r["group"], r["split"], *_inspect_values(r)] for r in rows]
+        tables.append(TableView(f"By {grouping}", ["group", "split", *columns], body_rows))
     return tables
 
 
-def _method_short(method: dict[str, Any]) -> str:
-    return interval_phrase(method)
-
-
-def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
+def _run_tables(run: dict[str, Any], method: Method) -> list[TableView]:
     """The head of an audit report: what was trained on what, and how much of each group."""
     subset = run["train_subset"] + (" (not used: --no-train)" if run.get("no_train") else "")
     rows: list[list[Cell]] = [
@@ -330,8 +346,8 @@ def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
         ["training subset", subset],
         ["split", run["split"]],
     ]
-    if method:
-        rows.append(["statistics", _method_short(method)])
+    if method.to_json():
+        rows.append(["statistics", interval_phrase(method)])
     tables = [TableView("Run", ["field", "value"], rows)]
     total = run["subset_total"]
     for grouping, sizes in run["subset_size"].items():
@@ -342,65 +358,67 @@ def _run_tables(run: dict[str, Any], method: dict[str, Any]) -> list[TableView]:
     return tables
 
 
-def _pair_label(gaps: list[dict[str, Any]]) -> dict[str, Any] | None:
+@layout("audit")
+def audit_tables(body: ScoreBody) -> list[TableView]:
+    """An audit's run (when it has one), then its scores."""
+    head = [] if body.run is None else _run_tables(body.run, body.method)
+    return head + score_tables(body)
+
+
+def _largest_wer_gap(gaps: list[Gap]) -> Gap | None:
     """The largest WER gap of a grouping: its worst - best row, else its largest difference."""
-    wer = [g for g in gaps if g["metric"] == "wer" and g["diff"] is not None]
-    largest = [g for g in wer if g.get("kind") == "largest"]
-    return largest[0] if largest else max(wer, key=lambda g: g["diff"], default=None)
+    wer = [g for g in gaps if g.metric == "wer" and g.diff.value is not None]
+    largest = [g for g in wer if g.kind == "largest"]
+    return largest[0] if largest else max(wer, key=lambda g: g.diff.value or 0.0, default=None)
 
 
-def _study_tables(data: dict[str, Any]) -> list[TableView]:
-    runs = data["runs"]
-    groupings = list(runs[0]["groups"]) if runs else []
+def _study_row(run: StudyRun, grouping: str, names: list[str], notes: list[str]) -> list[Cell]:
+    """One run of a study: training sizes, overall and per-group WER, its largest WER gap."""
+    sizes = {r["group"]: r["n_utterances"] for r in run.subset_size.get(grouping, [])}
+    by_group = {e.group: e for e in run.groups[grouping]}
+    gap = _largest_wer_gap(run.gaps.get(grouping, []))
+    warnings = [w for e in run.groups[grouping] for w in e.warnings]
+    return [
+        run.subset,
+        run.hparams,
+        " / ".join(str(sizes.get(n, 0)) for n in names),
+        run.overall.rate("wer"),
+        run.overall.rate("cer"),
+        *[by_group[n].rate("wer") if n in by_group else RateCell(None) for n in names],
+        "" if gap is None else f"{gap.a} - {gap.b}: " + gap.diff.percent(),
+        None if gap is None else gap.adjusted,
+        _footnote_marks(list(dict.fromkeys(warnings)), notes),
+    ]
+
+
+def _comparison_rows(body: StudyBody) -> list[list[Cell]]:
+    """Each paired comparison's WER, overall and per group."""
+    rows: list[list[Cell]] = []
+    for cmp in body.comparisons:
+        scopes: list[tuple[str, RateEntry]] = [("all", cmp.overall)]
+        scopes += [(f"{g}={e.group}", e) for g, es in cmp.groups.items() for e in es]
+        for label, entry in scopes:
+            wer = entry.paired("wer")
+            if wer is None:
+                continue
+            rates: list[Cell] = [RateCell(wer.rate_a), RateCell(wer.rate_b), wer.diff]
+            rows.append([cmp.a, cmp.b, label, *rates, wer.p_b_better, wer.p_a_better, wer.p_tie])
+    return rows
+
+
+@layout("study")
+def study_tables(body: StudyBody) -> list[TableView]:
+    """One table of runs per grouping, then the paired comparisons."""
+    runs = body.runs
     tables = []
-    for grouping in groupings:
-        names = sorted({e["group"] for r in runs for e in r["groups"][grouping]})
+    for grouping in list(runs[0].groups) if runs else []:
+        names = sorted({e.group for r in runs for e in r.groups[grouping]})
         header = ["subset", "hparams", f"train utts ({' / '.join(names)})", "WER", "CER"]
         header += [f"WER {n}" for n in names] + ["largest gap (pts)", "p (adj.)", "note"]
-        rows: list[list[Cell]] = []
         notes: list[str] = []
-        for run in runs:
-            sizes = {r["group"]: r["n_utterances"] for r in run["subset_size"].get(grouping, [])}
-            by_group = {e["group"]: e for e in run["groups"][grouping]}
-            gap = _pair_label(run["gaps"].get(grouping, []))
-            warnings = [w for e in run["groups"][grouping] for w in e.get("warnings", [])]
-            rows.append(
-                [
-                    run["subset"],
-                    run["hparams"],
-                    " / ".join(str(sizes.get(n, 0)) for n in names),
-                    _interval(run["overall"], "wer"),
-                    _interval(run["overall"], "cer"),
-                    *[_interval(by_group.get(n, {}), "wer") for n in names],
-                    ""
-                    if gap is None
-                    else f"{gap['a']} - {gap['b']}: "
-                    + Interval(gap["diff"], _pair(gap["diff_ci"])).percent(),
-                    None if gap is None else gap.get("p_adjusted", gap.get("p_holm")),
-                    _footnote_marks(list(dict.fromkeys(warnings)), notes),
-                ]
-            )
+        rows = [_study_row(run, grouping, names, notes) for run in runs]
         tables.append(TableView(f"Runs by {grouping}", header, rows, _numbered(notes)))
-    rows = []
-    for cmp in data.get("comparisons", []):
-        scopes = [("all", cmp["overall"])] + [
-            (f"{g}={e['group']}", e) for g, es in cmp["groups"].items() for e in es
-        ]
-        for label, entry in scopes:
-            wer = entry["wer"]
-            rows.append(
-                [
-                    cmp["a"],
-                    cmp["b"],
-                    label,
-                    Interval(wer["rate_a"]),
-                    Interval(wer["rate_b"]),
-                    Interval(wer["diff"], _pair(wer["diff_ci"])),
-                    wer["p_b_better"],
-                    wer.get("p_a_better"),
-                    wer.get("p_tie"),
-                ]
-            )
+    rows = _comparison_rows(body)
     if rows:
         header = ["A", "B", "scope", "WER A", "WER B", "B - A (pts)", "P(B better)"]
         header += ["P(A better)", "P(tie)"]
@@ -409,17 +427,12 @@ def _study_tables(data: dict[str, Any]) -> list[TableView]:
 
 
 def report_tables(report: Report) -> list[TableView]:
-    """Lay a report out as titled tables; row warnings become numbered notes under each."""
-    if report.kind == "study":
-        tables = _study_tables(report.data)
-    elif report.kind == "compare":
-        tables = _compare_tables(report.data)
-    elif report.kind == "inspect":
-        tables = _inspect_tables(report.data)
-    elif report.kind == "audit" and "run" in report.data:
-        tables = _run_tables(report.data["run"], report.method) + _score_tables(report.data)
-    else:
-        tables = _score_tables(report.data)
+    """Lay a report out as titled tables (its kind's registered layout); row warnings become
+    numbered notes under each."""
+    if report.kind not in LAYOUTS:
+        known = ", ".join(sorted(LAYOUTS))
+        raise AsrfairError(f"no table layout for report kind {report.kind!r}; known: {known}")
+    tables = LAYOUTS[report.kind](report.body)
     if report.bold_best:
         for table in tables:
             if table.title.startswith(("Runs by", "By ")):
@@ -429,16 +442,17 @@ def report_tables(report: Report) -> list[TableView]:
 
 
 def report_title(report: Report) -> str:
-    config = report.data.get("config", {})
+    body = report.body
+    config = body.config
     source = config.get("input") or ", ".join(map(str, config.get("inputs", [])))
     what = {"compare": "Paired comparison", "inspect": "Dataset", "study": "Study"}.get(
         report.kind, "ASR fairness audit"
     )
-    if report.kind == "study":
-        source = str(report.data.get("study", ""))
-    if report.kind == "inspect":
-        source = str(report.data.get("dataset", ""))
-    if report.kind == "audit" and "run" in report.data:
-        run = report.data["run"]
+    if isinstance(body, StudyBody):
+        source = body.study
+    if isinstance(body, InspectBody):
+        source = body.dataset
+    if report.kind == "audit" and isinstance(body, ScoreBody) and body.run is not None:
+        run = body.run
         source = f"{Path(run['model']).name or run['model']} on {run['dataset']}, test set"
     return f"{what}: {source}" if source else what
