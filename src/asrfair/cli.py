@@ -443,7 +443,7 @@ def data_inspect_command(
 ) -> None:
     """Utterances, speakers and hours per group and split: a paper's dataset table."""
     from asrfair.audio import use_cache_dir
-    from asrfair.dataset import inspect_dataset
+    from asrfair.metadata import inspect_dataset
 
     with user_errors():
         use_cache_dir(cache_dir)  # where an HF dataset's embedded audio is written
@@ -481,7 +481,7 @@ def data_prepare_command(
 ) -> None:
     """Decode, downmix and resample every clip to 16 kHz into the cache (done once)."""
     from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
-    from asrfair.dataset import prepare_metadata
+    from asrfair.metadata import prepare_metadata
 
     with user_errors():
         use_cache_dir(cache_dir)

@@ -23,10 +23,10 @@ from asrfair import __version__, files
 from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
 from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
-from asrfair.dataset import prepare_metadata, size_summary
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
 from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
+from asrfair.metadata import prepare_metadata, size_summary
 from asrfair.metrics import Metric, run_metrics
 from asrfair.report import Report
 from asrfair.report_model import ScoreBody
@@ -101,7 +101,9 @@ class Resolved:
 
 
 @dataclass
-class Prepared:
+class RunData:
+    """What the stages after the data stage share: clips with audio, the split, the subset."""
+
     corpus: Corpus
     frame: pd.DataFrame  # corpus rows with audio, plus cache/n_samples/seconds
     split: Split
@@ -136,9 +138,10 @@ def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
     return Resolved(corpus, selector, metrics)
 
 
-def prepare(
+def load_run_data(
     options: AuditOptions, settings: RunSettings, state: Any, resolved: Resolved
-) -> Prepared:
+) -> RunData:
+    """Decode the audio once (rank 0 first), split by speaker and choose the training rows."""
     corpus = resolved.corpus
     audio = AudioSettings(
         min_seconds=options.min_seconds,
@@ -171,10 +174,10 @@ def prepare(
         train_side, resolved.selector, options.train_subset, seed=options.train.seed
     )
     notes = corpus.notes + prepared.notes + split.notes
-    return Prepared(corpus, frame, split, subset, notes, resolved.metrics)
+    return RunData(corpus, frame, split, subset, notes, resolved.metrics)
 
 
-def _train(options: AuditOptions, settings: RunSettings, data: Prepared, state: Any) -> str:
+def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: Any) -> str:
     """Fine-tune unless ``--no-train`` or a finished model is already in the run directory."""
     model_dir = settings.out / "model"
     if options.no_train:
@@ -214,7 +217,7 @@ def _feat_extract_norm(model: str) -> str:
 def _transcribe(
     model_path: str,
     settings: RunSettings,
-    data: Prepared,
+    data: RunData,
     state: Any,
     options_groups: tuple[str, ...],
 ) -> Path:
@@ -303,7 +306,7 @@ def _run_audit(
     state.wait_for_everyone()
     timings = StageTimes(out, enabled=state.is_main_process)
     with timings.stage("prepare_s"):
-        data = prepare(options, settings, state, resolved)
+        data = load_run_data(options, settings, state, resolved)
     if state.is_main_process:
         write_split(data.split, out / "splits")
         files.write_text(out / "splits" / "subset.txt", "\n".join(sorted(data.subset["id"])) + "\n")
@@ -319,7 +322,7 @@ def _run_audit(
 def _report(
     options: AuditOptions,
     settings: RunSettings,
-    data: Prepared,
+    data: RunData,
     predictions: Path,
     model_path: str,
     timings: dict[str, float],

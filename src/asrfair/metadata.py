@@ -1,7 +1,10 @@
-"""``asrfair data inspect``: what a dataset holds, per group and per split.
+"""The metadata stage: a corpus table loaded, its sentences normalised, rows without a group
+value dropped, clip durations read; and ``asrfair data inspect`` on top of it.
 
-This is the "dataset" table of a paper (utterances, speakers, hours), and the
-first check that a grouping has enough speakers on the test side to say anything.
+``corpus.py`` says what a corpus table is, ``default_plugins/datasets.py`` reads each format into
+one, and this module prepares one for a run. ``data inspect`` gives the "dataset" table of a paper
+(utterances, speakers, hours) and the first check that a grouping has enough speakers on the test
+side to say anything.
 """
 
 from __future__ import annotations
