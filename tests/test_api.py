@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import asrfair
 from asrfair.errors import AsrfairError
 from conftest import gender_rows, write_transcripts
 from test_cli import runner
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -93,4 +96,22 @@ def test_groups_as_text_and_every_warning_surfaces() -> None:
     assert set(result.by_group["grouping"]) == {"gender", "age"}
     assert "gender=female_feminine: only 6 speaker(s) (< 10): interval unreliable" in (
         result.warnings
+    )
+
+
+def test_a_study_folder_reads_as_tidy_frames_one_row_per_run() -> None:
+    study = asrfair.load_run(ROOT / "examples" / "notebook_study")
+    stored = json.loads((ROOT / "examples" / "notebook_study" / "study.json").read_text())
+    names = [run["name"] for run in stored["runs"]]
+    assert study.overall["run"].tolist() == names
+    first = stored["runs"][0]
+    assert study.overall.loc[0, "wer"] == first["overall"]["wer"]
+    assert study.overall.loc[0, "wer_high"] == first["overall"]["wer_ci"][1]
+    female = study.by_group[
+        (study.by_group["run"] == names[0]) & (study.by_group["group"] == "female")
+    ]
+    expected = next(g for g in first["groups"]["gender"] if g["group"] == "female")
+    assert female["wer"].item() == expected["wer"]
+    assert len(study.comparisons) == sum(
+        1 + sum(len(v) for v in c["groups"].values()) for c in stored["comparisons"]
     )

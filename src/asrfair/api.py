@@ -38,28 +38,52 @@ class ScoreResult:
     plugins: Plugins = field(default_factory=installed, repr=False, compare=False)
 
     @property
-    def overall(self) -> pd.Series:
-        """Corpus-level counts and rates, with ``<rate>_low``/``<rate>_high`` interval ends."""
+    def overall(self) -> pd.Series | pd.DataFrame:
+        """Corpus-level counts and rates, with ``<rate>_low``/``<rate>_high`` interval ends; for
+        a study, a DataFrame with one such row per run (``run``, ``subset``, ``hparams`` first)."""
+        if self.report.kind == "study":
+            return pd.DataFrame(
+                [{**_run_key(run), **_flatten(run["overall"])} for run in self._runs()]
+            )
         return pd.Series(_flatten(self.report.data["overall"]))
 
     @property
     def by_group(self) -> pd.DataFrame:
-        """One row per (grouping, group): sizes, rates and interval ends, and warnings."""
+        """One row per (grouping, group): sizes, rates and interval ends, and warnings (per run,
+        for a study)."""
         return self._tidy("groups")
 
     @property
     def gaps(self) -> pd.DataFrame:
-        """One row per gap between groups: difference, ratio, their intervals and p-values."""
+        """One row per gap between groups: difference, ratio, their intervals and p-values (per
+        run, for a study)."""
         return self._tidy("gaps")
 
+    @property
+    def comparisons(self) -> pd.DataFrame:
+        """A study's paired comparisons of runs, one row per (pair, grouping, group): B - A
+        with its interval and P(B better). Empty for any other report."""
+        rows = [
+            {"a": pair["a"], "b": pair["b"], "hparams": pair.get("hparams"), **row}
+            for pair in self.report.data.get("comparisons", [])
+            for row in _entries({"overall": [pair["overall"]], **pair.get("groups", {})})
+        ]
+        return pd.DataFrame(rows)
+
+    def _runs(self) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.report.data.get("runs", [])
+        return runs
+
     def _tidy(self, section: str) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {"grouping": grouping, **_flatten(entry)}
-                for grouping, entries in self.report.data.get(section, {}).items()
-                for entry in entries
-            ]
-        )
+        if self.report.kind == "study":
+            return pd.DataFrame(
+                [
+                    {**_run_key(run), **row}
+                    for run in self._runs()
+                    for row in _entries(run.get(section, {}))
+                ]
+            )
+        return pd.DataFrame(_entries(self.report.data.get(section, {})))
 
     @property
     def method(self) -> dict[str, Any]:
@@ -111,6 +135,19 @@ class ScoreResult:
         from asrfair.report import method_sentence
 
         return f"{tables}<p><em>{escape(method_sentence(self.method))}</em></p>"
+
+
+def _entries(sections: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``{grouping: [entry, ...]}`` as flat rows, each with its grouping."""
+    return [
+        {"grouping": grouping, **_flatten(entry)}
+        for grouping, entries in sections.items()
+        for entry in entries
+    ]
+
+
+def _run_key(run: dict[str, Any]) -> dict[str, Any]:
+    return {"run": run.get("name"), "subset": run.get("subset"), "hparams": run.get("hparams")}
 
 
 def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
