@@ -377,7 +377,7 @@ def test_the_testing_example_runs_with_a_docs_plugin(tmp_path: Path) -> None:
 
 
 # --- the generated API reference ----------------------------------------------------------------
-API_MODULES = ["asrfair.api", "asrfair.plugin", "asrfair.testing", "asrfair.groups"]
+API_MODULES = ["asrfair.api", "asrfair.plugin", "asrfair.testing", "asrfair.groups", "asrfair.hf"]
 
 
 def test_the_api_reference_builds_without_warnings(tmp_path: Path) -> None:
