@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from asrfair import infer
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
+from asrfair.train import hold_out
 from conftest import make_cv_release, make_tiny_model
 
 runner = CliRunner()
@@ -112,6 +113,31 @@ def test_test_set_is_identical_for_every_training_subset(
         audit(tiny_cv, tiny_model, tmp_path / subset, "--train-subset", subset)
         tests.append((tmp_path / subset / "splits/test.txt").read_text())
     assert tests[0] == tests[1] and tests[0].strip()
+
+
+def test_eval_steps_hold_out_training_speakers_and_log_the_gap_per_evaluation(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asrfair import pipeline as audit_stage
+
+    held: list[str] = []
+
+    def spy(subset: object, groupings: object, seed: int) -> object:
+        train_rows, eval_rows = hold_out(subset, groupings, seed)  # type: ignore[arg-type]
+        held.extend(eval_rows["id"])
+        return train_rows, eval_rows
+
+    monkeypatch.setattr(audit_stage, "hold_out", spy)
+    args = [*audit_args(tiny_cv, tiny_model, tmp_path / "eval"), *FAST, "--eval-steps", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "step 1: eval WER" in result.stderr and "step 2: eval WER" in result.stderr
+    assert "gender=female" in result.stderr and "gap gender" in result.stderr
+    test_ids = set((tmp_path / "eval" / "splits/test.txt").read_text().split())
+    train_ids = set((tmp_path / "eval" / "splits/train.txt").read_text().split())
+    assert held and set(held) <= train_ids and not set(held) & test_ids
+    audit(tiny_cv, tiny_model, tmp_path / "plain")  # without --eval-steps: the same test set
+    assert (tmp_path / "plain" / "splits/test.txt").read_text().split() == sorted(test_ids)
 
 
 def test_no_train_audits_the_checkpoint_as_it_is(

@@ -383,6 +383,7 @@ API_MODULES = [
     "asrfair.testing",
     "asrfair.groups",
     "asrfair.report_model",
+    "asrfair.hf",
 ]
 
 

@@ -23,10 +23,11 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["transcripts", "corpus", "audio", "split", "subsets", "metadata"], 2),
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
-    **dict.fromkeys(["train", "infer"], 5),
+    **dict.fromkeys(["train", "infer", "trainer_metrics"], 5),
     **dict.fromkeys(["hookspecs", "plugins", "plugin", "default_plugins"], 6),
-    **dict.fromkeys(["audit_options", "pipeline", "comparison", "study", "api"], 7),
+    **dict.fromkeys(["audit_options", "pipeline", "comparison", "study", "api", "hf"], 7),
     **dict.fromkeys(["cli", "testing", "__main__"], 8),
+    "evaluate_metric": 8,  # the script evaluate.load() imports: it calls asrfair.hf
 }
 # Modules that read a finished run or score transcripts: they must load without torch.
 TORCH_FREE = ["api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"]

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from asrfair import cli
 from asrfair.errors import AsrfairError
-from asrfair.scoring import edit_counts, score, utterance_counts
+from asrfair.scoring import CHAR_COUNTS, WORD_COUNTS, edit_counts, score, utterance_counts
 from asrfair.text import identity
 from conftest import LVC, gender_rows, write_transcripts
 
@@ -77,6 +77,35 @@ def test_conformance_inter_segment_gap_has_insertions_only(lvc_table: pd.DataFra
     assert int(gap["w_n"].sum()) == 0
     assert int(gap["w_ins"].sum()) == 8
     assert int((gap["w_sub"] + gap["w_del"]).sum()) == 0
+
+
+# jiwer, a second implementation of the counting, beside sclite's own figures above. An
+# alignment of equal cost may call a pair of errors S+I or D+I... differently (tie-breaking),
+# so per utterance S+D+I and N must agree, not necessarily the S/D/I split. jiwer aligns with
+# rapidfuzz as asrfair does: it checks tokenisation and bookkeeping, sclite checks the aligner.
+@pytest.mark.parametrize(
+    ("process", "counts"),
+    [("process_words", WORD_COUNTS), ("process_characters", CHAR_COUNTS)],
+)
+def test_conformance_with_jiwer(
+    lvc_table: pd.DataFrame, process: str, counts: tuple[str, ...]
+) -> None:
+    jiwer = pytest.importorskip("jiwer")  # the test extra installs it
+    sub, dele, ins, n = counts
+    for row in lvc_table.itertuples():
+        out = getattr(jiwer, process)(row.ref, row.hyp)
+        theirs = (
+            out.substitutions + out.deletions + out.insertions,
+            out.hits + out.substitutions + out.deletions,
+        )
+        ours = (getattr(row, sub) + getattr(row, dele) + getattr(row, ins), getattr(row, n))
+        assert ours == theirs, row.id
+    corpus = getattr(jiwer, process)(list(lvc_table["ref"]), list(lvc_table["hyp"]))
+    errors = corpus.substitutions + corpus.deletions + corpus.insertions
+    assert errors == int(lvc_table[[sub, dele, ins]].to_numpy().sum())
+    assert corpus.hits + corpus.substitutions + corpus.deletions == int(lvc_table[n].sum())
+    if process == "process_words":  # sclite's totals too (test_conformance_totals)
+        assert (errors, int(lvc_table[n].sum())) == (888, 1682)
 
 
 def test_grouping_specs_are_parsed_in_one_place() -> None:

@@ -19,7 +19,17 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 hookimpl = pluggy.HookimplMarker("asrfair")
 
-__all__ = ["ScoreResult", "__version__", "audit", "compare", "hookimpl", "load_run", "score"]
+__all__ = [
+    "GroupWER",
+    "ScoreResult",
+    "__version__",
+    "audit",
+    "compare",
+    "evaluate_path",
+    "hookimpl",
+    "load_run",
+    "score",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -27,4 +37,8 @@ def __getattr__(name: str) -> object:
         from asrfair import api
 
         return getattr(api, name)
+    if name in ("evaluate_path", "GroupWER"):  # the Hugging Face evaluate/Trainer helpers
+        from asrfair import hf
+
+        return getattr(hf, name)
     raise AttributeError(f"module 'asrfair' has no attribute {name!r}")

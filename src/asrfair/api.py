@@ -121,6 +121,13 @@ class ScoreResult:
     def to_latex(self) -> str:
         return self.export("latex")
 
+    def plot(self, path: str | Path) -> Path:
+        """Per-group WER and CER as points with their intervals, one panel per grouping; the
+        suffix picks PNG, SVG or PDF. Returns the path written."""
+        from asrfair.plots import plot_groups
+
+        return plot_groups(self.report.data, Path(path))
+
     def __rich__(self) -> Any:
         return self.plugins.exporters().get("rich")(self.report)
 

@@ -240,6 +240,10 @@ def score_command(
     gaps: GapsOpt = "auto",
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw per-group rates with intervals: .png, .svg, .pdf."),
+    ] = None,
 ) -> None:
     """Score transcripts from any ASR system: WER/CER overall and per group, with gaps."""
     from asrfair import api
@@ -247,6 +251,8 @@ def score_command(
     with user_errors():
         active().exporters().get(fmt, option="--format")  # fail before the work, not after
         check_out(out, [file])
+        if plot is not None:
+            check_plot(plot, groups)
         result = api.score(
             file,
             groups=parse_groupings(groups),
@@ -267,6 +273,18 @@ def score_command(
             plugins=active(),
         )
         emit(result.report, fmt, out)
+        if plot is not None:
+            say("", f"wrote {result.plot(plot)}")
+
+
+def check_plot(plot: Path, groups: str) -> None:
+    """Refuse a --plot that cannot be drawn before scoring: a bad suffix (which also keeps a
+    transcripts file from being overwritten), a folder, or no --groups."""
+    from asrfair.plots import check_plot_path
+
+    check_plot_path(plot)
+    if not parse_groupings(groups):
+        raise AsrfairError(f"--plot {plot}: plots rates per group; pass --groups")
 
 
 @app.command("compare")

@@ -45,6 +45,7 @@ from asrfair.subsets import Selector, select_subset
 from asrfair.train import (
     choose_vocab,
     fine_tune,
+    hold_out,
     load_model,
     load_processor,
     make_processor,
@@ -52,6 +53,7 @@ from asrfair.train import (
     training_table,
     unknown_characters,
 )
+from asrfair.trainer_metrics import GroupWER
 
 
 def quiet_libraries() -> None:
@@ -188,21 +190,33 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
     config_norm = _feat_extract_norm(options.resolved_model())
     processor = make_processor(vocab, settings.out / "processor", config_norm)
     net = load_model(options.resolved_model(), vocab, options.train, reinit_head=reinit)
-    table = training_table(
-        data.subset["cache"], data.subset["n_samples"], data.subset["sentence"], processor
-    )
+    train_rows, eval_rows = data.subset, None
+    if options.train.eval_steps:  # a held-out slice of the training side, never the test split
+        train_rows, eval_rows = hold_out(data.subset, options.groups, options.train.seed)
     fine_tune(
         net,
         processor,
-        table,
+        _table(train_rows, processor),
         options.train,
         work_dir=settings.out / "checkpoints",
         model_dir=model_dir,
         device=settings.device,
         is_main=state.is_main_process,
+        eval_set=None if eval_rows is None else _table(eval_rows, processor),
+        compute_metrics=None if eval_rows is None else _group_wer(eval_rows, options, processor),
     )
     state.wait_for_everyone()
     return str(model_dir)
+
+
+def _table(rows: pd.DataFrame, processor: Any) -> Any:
+    return training_table(rows["cache"], rows["n_samples"], rows["sentence"], processor)
+
+
+def _group_wer(rows: pd.DataFrame, options: AuditOptions, processor: Any) -> GroupWER:
+    """The Trainer's compute_metrics: per-group WER of the held-out rows, in their order."""
+    labels = {column: rows[column].tolist() for column in all_columns(options.groups)}
+    return GroupWER(processor, labels, rows["speaker"].tolist(), groupings=options.groups)
 
 
 def _feat_extract_norm(model: str) -> str:

@@ -1,5 +1,5 @@
-"""Figures for papers: per-group WER with intervals for a run, and a forest plot of the gap
-across a study's runs. Drawn with matplotlib's Agg backend, so no display is needed.
+"""Figures for papers: per-group rates with intervals for a run or a scored file, and a forest
+plot of the gap across a study's runs. Drawn with matplotlib's Agg backend, so no display is needed.
 """
 
 from __future__ import annotations
@@ -10,25 +10,36 @@ from typing import Any
 import matplotlib
 
 from asrfair import files
+from asrfair.errors import AsrfairError
 from asrfair.report import interval_phrase
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-FORMATS = ("png", "svg")
+FORMATS = ("png", "svg")  # what a run or study folder gets
+SUFFIXES = (".png", ".svg", ".pdf")  # what `score --plot FILE` may ask for
+# Metadata that would change between renders of the same data, fixed per format.
+_METADATA: dict[str, dict[str, Any]] = {
+    "png": {"Software": "asrfair"},
+    "svg": {"Date": None},
+    "pdf": {"CreationDate": None, "Creator": "asrfair"},
+}
+
+
+def _write(fig: Any, path: Path, fmt: str) -> Path:
+    """One file, replaced whole; SVG text stays text, so labels are searchable and selectable."""
+    # A fixed hash salt gives stable SVG element ids: the same data, the same file.
+    with (
+        matplotlib.rc_context({"svg.hashsalt": "asrfair", "svg.fonttype": "none"}),
+        files.replacing(path) as tmp,
+    ):
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
+    return path
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:
-    paths = []
-    for fmt in FORMATS:
-        path = stem.with_suffix(f".{fmt}")
-        # A fixed date keeps SVGs byte-stable between renders of the same data.
-        metadata = {"Date": None} if fmt == "svg" else {"Software": "asrfair"}
-        # A fixed hash salt gives stable SVG element ids: the same data, the same file.
-        with matplotlib.rc_context({"svg.hashsalt": "asrfair"}), files.replacing(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-        paths.append(path)
+    paths = [_write(fig, stem.with_suffix(f".{fmt}"), fmt) for fmt in FORMATS]
     plt.close(fig)
     return paths
 
@@ -46,38 +57,84 @@ def _errorbar(rate: float | None, ci: list[float | None] | None) -> tuple[float,
     return 100 * rate, 100 * (rate - lo), 100 * (hi - rate)
 
 
-def plot_run_groups(data: dict[str, Any], stem: Path) -> list[Path]:
-    """WER per group, one panel per grouping, with the speaker-bootstrap interval as error bars."""
-    groupings = list(data["groups"])
-    if not groupings:
-        return []
-    fig, axes = plt.subplots(
-        1, len(groupings), figsize=(4 * len(groupings), 3.6), squeeze=False, layout="constrained"
+def _group_panel(ax: Any, data: dict[str, Any], grouping: str, metric: str) -> None:
+    """One grouping's rates as points with interval arms: bars would suggest a mass from 0
+    that a rate does not have, and hide how wide a small group's interval is."""
+    entries = [e for e in data["groups"][grouping] if e.get(metric) is not None]
+    points = [_errorbar(e[metric], e.get(f"{metric}_ci")) for e in entries]
+    xs = list(range(len(entries)))
+    ax.errorbar(
+        xs,
+        [p[0] for p in points],
+        yerr=[[p[1] for p in points], [p[2] for p in points]],
+        fmt="o",
+        color="#2b5d8a",
+        ecolor="black",
+        capsize=4,
     )
-    for ax, grouping in zip(axes[0], groupings, strict=True):
-        entries = [e for e in data["groups"][grouping] if e.get("wer") is not None]
-        points = [_errorbar(e["wer"], e.get("wer_ci")) for e in entries]
-        xs = range(len(entries))
-        ax.bar(xs, [p[0] for p in points], color="#8fb3d9", edgecolor="#2b5d8a")
-        ax.errorbar(
-            xs,
-            [p[0] for p in points],
-            yerr=[[p[1] for p in points], [p[2] for p in points]],
-            fmt="none",
-            ecolor="black",
-            capsize=4,
-        )
-        overall = data["overall"].get("wer")
-        if overall is not None:
-            ax.axhline(100 * overall, color="grey", linestyle="--", linewidth=1, label="overall")
-            ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
-        ax.set_xticks(list(xs), [str(e["group"]) for e in entries], rotation=30, ha="right")
-        ax.set_title(f"WER by {grouping}")
-        ax.set_ylabel("WER (%)")
+    overall = data["overall"].get(metric)
+    if overall is not None:
+        ax.axhline(100 * overall, color="grey", linestyle="--", linewidth=1, label="overall")
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    ax.set_xticks(xs, [str(e["group"]) for e in entries], rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(entries) - 0.5)
+    ax.set_title(f"{metric.upper()} by {grouping}")
+    ax.set_ylabel(f"{metric.upper()} (%)")
+
+
+def _groups_figure(data: dict[str, Any], metrics: tuple[str, ...]) -> Any:
+    """One row per metric, one panel per grouping, the method in the title."""
+    groupings = list(data["groups"])
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(groupings),
+        figsize=(4 * len(groupings), 3.6 * len(metrics)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for row, metric in zip(axes, metrics, strict=True):
+        for ax, grouping in zip(row, groupings, strict=True):
+            _group_panel(ax, data, grouping, metric)
     fig.suptitle(
         interval_phrase(data.get("method", {})) + "; open upper ends drawn to 100%", fontsize=8
     )
-    return _save(fig, stem)
+    return fig
+
+
+def plot_run_groups(data: dict[str, Any], stem: Path) -> list[Path]:
+    """WER per group of a run, with the speaker-bootstrap intervals, as PNG and SVG."""
+    if not data["groups"]:
+        return []
+    return _save(_groups_figure(data, ("wer",)), stem)
+
+
+def check_plot_path(path: Path) -> str:
+    """The format a ``--plot`` file asks for by its suffix; checked before any scoring."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise AsrfairError(
+            f"--plot {path}: name a .png, .svg or .pdf file (the suffix picks the format)"
+        )
+    if path.is_dir():
+        raise AsrfairError(
+            f"--plot {path} is a folder; give a file path such as {path / 'groups.png'}"
+        )
+    return path.suffix.lower().removeprefix(".")
+
+
+def plot_groups(data: dict[str, Any], path: Path) -> Path:
+    """A scored report's WER and CER per group with intervals, in the format ``path`` names."""
+    fmt = check_plot_path(path)
+    if not data["groups"]:
+        raise AsrfairError(f"--plot {path}: nothing to plot per group; pass --groups")
+    metrics = tuple(
+        m for m in ("wer", "cer") if any(m in e for g in data["groups"].values() for e in g)
+    )
+    if not metrics:
+        raise AsrfairError(f"--plot {path}: no per-group WER or CER (add group_wer to --metrics)")
+    fig = _groups_figure(data, metrics)
+    _write(fig, path, fmt)
+    plt.close(fig)
+    return path
 
 
 def plot_gap_forest(study: dict[str, Any], stem: Path) -> list[Path]:

@@ -17,16 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.progress import Progress
 
 from asrfair import files
 from asrfair.audio import TARGET_RATE, load_clip
-from asrfair.console import progress_bar
+from asrfair.console import progress_bar, stderr
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
+from asrfair.split import speaker_split
 
 PAD, UNK, DELIMITER = "[PAD]", "[UNK]", "|"
+EVAL_FRACTION = 0.1  # of the training subset's utterances, held out when --eval-steps is set
 
 
 # --- vocabulary and processor ------------------------------------------------------------------
@@ -175,6 +178,26 @@ def training_table(
     )
 
 
+def hold_out(
+    subset: pd.DataFrame, groupings: Sequence[str], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the training subset into (train, eval) by whole speakers, per group.
+
+    Only for ``--eval-steps``: the log then shows per-group WER on speakers the model does not
+    train on. It never touches the test split, so the audit's results stay comparable.
+    """
+    side = speaker_split(
+        subset, test_fraction=EVAL_FRACTION, seed=seed, stratify=list(groupings)
+    ).side
+    held = subset["id"].map(side).eq("test").to_numpy()
+    if not held.any():
+        raise AsrfairError(
+            "--eval-steps: the training subset has too few speakers per group to hold out an "
+            "eval set; use --eval-steps 0 or a larger subset"
+        )
+    return subset[~held], subset[held]
+
+
 # --- training ----------------------------------------------------------------------------------
 def precision(device: str) -> str:
     """``bf16`` where the GPU has it, ``fp16`` on other CUDA devices, ``fp32`` on CPU."""
@@ -242,6 +265,10 @@ def _callbacks() -> list[Any]:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
+            line = eval_line(logs, state.global_step)
+            if line and state.is_world_process_zero:
+                console = self.progress.console if self.progress else stderr()
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             loss = logs.get("loss")
             if loss is None:
                 return
@@ -257,6 +284,20 @@ def _callbacks() -> list[Any]:
                 self.progress.stop()
 
     return [GuardAndShow()]
+
+
+def eval_line(logs: dict[str, Any], step: int) -> str | None:
+    """One line per evaluation from GroupWER's logged keys: the per-group WERs and each gap,
+    so a run's console shows whether fine-tuning closes or widens the gap as it goes."""
+    if "eval_wer" not in logs:
+        return None
+    parts = [f"step {step}: eval WER {100 * logs['eval_wer']:.1f}%"]
+    for key, value in logs.items():
+        if key.startswith("eval_wer_"):
+            parts.append(f"{key.removeprefix('eval_wer_')} {100 * value:.1f}%")
+        elif key.startswith("eval_gap_"):
+            parts.append(f"gap {key.removeprefix('eval_gap_')} {100 * value:.1f} pts")
+    return " · ".join(parts)
 
 
 @dataclass
@@ -286,8 +327,14 @@ def fine_tune(
     model_dir: Path,
     device: str = "auto",
     is_main: bool = True,
+    eval_set: Any = None,
+    compute_metrics: Any = None,
 ) -> TrainResult:
-    """Train, resuming from the last checkpoint in ``work_dir``; save the model to ``model_dir``."""
+    """Train, resuming from the last checkpoint in ``work_dir``; save the model to ``model_dir``.
+
+    With ``cfg.eval_steps``, ``eval_set`` is scored every that many steps by
+    ``compute_metrics`` (asrfair.hf.GroupWER in an audit), and each result is printed.
+    """
     import time
 
     from transformers import Trainer
@@ -298,6 +345,8 @@ def fine_tune(
             f"the training subset has {len(train_set)} utterance(s), fewer than one batch "
             f"(--batch-size {cfg.batch_size}); choose a larger subset or a smaller batch"
         )
+    if cfg.eval_steps and eval_set is None:
+        raise AsrfairError(f"--eval-steps {cfg.eval_steps}: no eval set was given to evaluate")
     if cfg.freeze_feature_encoder:  # the conv front end keeps its pre-trained filters
         net.freeze_feature_encoder()
     attention_mask = bool(processor.feature_extractor.return_attention_mask)
@@ -306,6 +355,8 @@ def fine_tune(
         model=net,
         args=training_arguments(cfg, work_dir, device),
         train_dataset=train_set,
+        eval_dataset=eval_set if cfg.eval_steps else None,
+        compute_metrics=compute_metrics if cfg.eval_steps else None,
         data_collator=CTCCollator(processor, attention_mask),
         processing_class=processor.feature_extractor,
         callbacks=callbacks,
