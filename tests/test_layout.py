@@ -21,6 +21,7 @@ RANKS: dict[str, int] = {
     "stats": 0,
     "report": 1,  # the Report model: plain data every stage may produce
     **dict.fromkeys(["transcripts", "corpus", "audio", "split", "subsets", "dataset"], 2),
+    **dict.fromkeys(["kaldi", "sclite", "inputs"], 2),  # input formats, on transcripts/corpus
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
     **dict.fromkeys(["train", "infer"], 5),
@@ -29,7 +30,10 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["cli", "testing", "__main__"], 8),
 }
 # Modules that read a finished run or score transcripts: they must load without torch.
-TORCH_FREE = ["api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"]
+TORCH_FREE = [
+    *("api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"),
+    *("inputs", "kaldi", "sclite"),
+]
 MODEL_STAGES = {"train", "infer", "audit"}
 
 
