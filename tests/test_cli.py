@@ -255,7 +255,7 @@ def test_normalizer_option(tmp_path: Path) -> None:
             [{"id": 1, "ref": "a", "hyp": "a"}],
             ".csv",
             ["--normalizer", "fr"],
-            "--normalizer: unknown normalizer 'fr'; known: basic, cv-french, none",
+            "--normalizer: unknown normalizer 'fr'; known: basic, cv-french, lower, none",
         ),
         (
             [{"id": 1, "ref": "a", "hyp": "a"}],

@@ -168,7 +168,7 @@ def test_unknown_names_list_the_known_ones() -> None:
         with_plugins().normalizers().get("klingon", option="--normalizer")
     assert (
         str(err.value)
-        == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, none"
+        == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, lower, none"
     )
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from asrfair.errors import AsrfairError
 from asrfair.groups import parse_groupings
+from asrfair.inputs import InputOptions, load_input
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.plugins import Plugins, installed
 from asrfair.report import Report
@@ -24,7 +25,7 @@ from asrfair.scoring import ScoreTable
 from asrfair.scoring import score as score_table
 from asrfair.stats import StatsConfig, stats_config
 from asrfair.text import Normalizer
-from asrfair.transcripts import IDS_FROM_LINES, Columns, load_transcripts, select_columns
+from asrfair.transcripts import IDS_FROM_LINES, Columns, select_columns
 
 
 @dataclass(frozen=True)
@@ -193,12 +194,19 @@ def score(
     interval: str = "auto",
     p_adjust: str = "holm",
     gaps: str = "auto",
+    input_format: str = "auto",
+    ref_file: str | Path | None = None,
+    speaker_from_id: str = "spu_id",
+    stm_labels: Sequence[str] = (),
     plugins: Plugins | None = None,
 ) -> ScoreResult:
     """WER/CER overall and per group, with speaker-level intervals and gap tests.
 
-    ``data`` is a DataFrame or a CSV/TSV/JSONL path with one row per utterance. Without a
-    ``speaker`` column every utterance is its own speaker, and the report says so.
+    ``data`` is a DataFrame or a path with one row per utterance: CSV, TSV, JSONL, a NeMo
+    manifest (``.json``), Parquet, or ``-`` for standard input. Kaldi, sclite ``trn`` and
+    ``ctm`` hypotheses take their reference from ``ref_file`` (a Kaldi data directory, a
+    ``.trn``, an ``.stm``); ``input_format`` overrides the suffix (see asrfair.inputs).
+    Without a ``speaker`` column every utterance is its own speaker, and the report says so.
     ``plugins`` (default: the installed ones) resolves ``normalizer`` and ``metrics``; pass
     ``Plugins.with_builtins(MyPlugin())`` to try a plugin without installing it.
     """
@@ -206,8 +214,13 @@ def score(
     chosen = plugins.chosen_metrics(metrics)
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
+    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels)
     table = _score(
-        data, columns, groupings, plugins.normalizers().get(normalizer, option="--normalizer")
+        data,
+        columns,
+        groupings,
+        plugins.normalizers().get(normalizer, option="--normalizer"),
+        options,
     )
     cfg = stats_config(
         {
@@ -223,6 +236,7 @@ def score(
     )
     config = {
         "input": _name(data),
+        **_input_config(options),
         "columns": _columns_dict(columns),
         "normalizer": normalizer,
         "groups": groupings,
@@ -245,17 +259,26 @@ def compare(
     seed: int = 0,
     confidence: float = 0.95,
     min_speakers: int = 10,
+    input_format: str = "auto",
+    ref_file: str | Path | None = None,
+    speaker_from_id: str = "spu_id",
+    stm_labels: Sequence[str] = (),
     plugins: Plugins | None = None,
 ) -> ScoreResult:
     """System B against system A on the same utterances, paired by id: B - A per group with
-    a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A."""
+    a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A. Inputs
+    are read as by ``score``; with ``ref_file``, A and B are two systems' outputs for it."""
     from asrfair.comparison import build_compare_report
 
     plugins = plugins or installed()
     normalize = plugins.normalizers().get(normalizer, option="--normalizer")
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
-    tables = [_score(a, columns, groupings, normalize), _score(b, columns, [], normalize)]
+    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels)
+    tables = [
+        _score(a, columns, groupings, normalize, options),
+        _score(b, columns, [], normalize, options),
+    ]
     for data, table in zip((a, b), tables, strict=True):
         if table.frame.attrs.get(IDS_FROM_LINES) and not pair_by_line:
             raise AsrfairError(
@@ -266,6 +289,7 @@ def compare(
     config: dict[str, Any] = {
         "inputs": [_name(a), _name(b)],
         "systems": {"a": _name(a), "b": _name(b)},
+        **_input_config(options),
         "columns": _columns_dict(columns),
         "normalizer": normalizer,
         "groups": groupings,
@@ -331,11 +355,30 @@ def _name(data: pd.DataFrame | str | Path) -> str:
     return "DataFrame" if isinstance(data, pd.DataFrame) else str(data)
 
 
+def _input_options(
+    input_format: str, ref_file: str | Path | None, speaker_from_id: str, stm_labels: Sequence[str]
+) -> InputOptions:
+    ref = Path(ref_file) if ref_file is not None else None
+    return InputOptions(input_format, ref, speaker_from_id, tuple(stm_labels))
+
+
+def _input_config(options: InputOptions) -> dict[str, str]:
+    """A report read from a Kaldi, trn or stm/ctm input names its reference too, so that it
+    says what was scored; table inputs keep the config they always had."""
+    if options.ref_file is None:
+        return {}
+    return {"input_format": options.format, "reference": str(options.ref_file)}
+
+
 def _score(
-    data: pd.DataFrame | str | Path, columns: Columns, groupings: list[str], normalize: Normalizer
+    data: pd.DataFrame | str | Path,
+    columns: Columns,
+    groupings: list[str],
+    normalize: Normalizer,
+    options: InputOptions,
 ) -> ScoreTable:
     if isinstance(data, pd.DataFrame):
         frame = select_columns(data, columns, groupings, source="DataFrame")
     else:
-        frame = load_transcripts(Path(data), columns, groupings)
+        frame = load_input(Path(data), columns, groupings, options)
     return score_table(frame, normalize, groupings=groupings)

@@ -131,6 +131,38 @@ IntervalOpt = Annotated[str, typer.Option("--interval", help=AUDIT_OPTIONS["inte
 PAdjustOpt = Annotated[str, typer.Option("--p-adjust", help=AUDIT_OPTIONS["p_adjust"].help)]
 GapsOpt = Annotated[str, typer.Option("--gaps", help=AUDIT_OPTIONS["gaps"].help)]
 MinSpkOpt = Annotated[int, typer.Option("--min-speakers", help=AUDIT_OPTIONS["min_speakers"].help)]
+InputFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--input-format",
+        help="auto (by suffix; '-' by its first line), csv, tsv, jsonl, nemo, parquet, or, "
+        "with --ref-file, kaldi, trn or ctm.",
+    ),
+]
+RefFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ref-file",
+        help="Reference for hypotheses kept apart: a Kaldi data directory (text, utt2spk, "
+        "spk2gender), a .trn, or an .stm for .ctm hypotheses.",
+    ),
+]
+SpeakerFromIdOpt = Annotated[
+    str,
+    typer.Option(
+        "--speaker-from-id",
+        help="trn: speaker from the utterance id: spu_id (text before the first - or _), wsj "
+        "(first 3 characters) or a regular expression with one group.",
+    ),
+]
+StmLabelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--stm-labels",
+        help="stm: names of the <label> fields in order, e.g. set,condition,gender "
+        "\\[default: label1, label2...].",
+    ),
+]
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Exporter: rich, json, csv, md, latex or a plugin's.")
 ]
@@ -217,15 +249,37 @@ def emit_several(reports: list[Report], names: list[str], fmt: str, out: Path | 
             emit(report, fmt, None)
 
 
+def input_options(
+    input_format: str, ref_file: Path | None, speaker_from_id: str, stm_labels: str
+) -> dict[str, Any]:
+    """The input options of score and compare as the API's keyword arguments."""
+    return {
+        "input_format": input_format,
+        "ref_file": ref_file,
+        "speaker_from_id": speaker_from_id,
+        "stm_labels": [name.strip() for name in stm_labels.split(",") if name.strip()],
+    }
+
+
 @app.command("score")
 def score_command(
-    file: Annotated[Path, typer.Argument(help="Transcripts: .csv, .tsv or .jsonl.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Transcripts (.csv .tsv .jsonl .json .parquet, - for stdin), or hypotheses "
+            "(Kaldi text, .trn, .ctm) with --ref-file."
+        ),
+    ],
     *,
     groups: GroupsOpt = "",
     ref_col: RefOpt = "ref",
     hyp_col: HypOpt = "hyp",
     id_col: IdOpt = None,
     speaker_col: SpeakerOpt = None,
+    input_format: InputFormatOpt = "auto",
+    ref_file: RefFileOpt = None,
+    speaker_from_id: SpeakerFromIdOpt = "spu_id",
+    stm_labels: StmLabelsOpt = "",
     normalizer: NormOpt = "none",
     metrics: Annotated[
         str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
@@ -250,7 +304,7 @@ def score_command(
 
     with user_errors():
         active().exporters().get(fmt, option="--format")  # fail before the work, not after
-        check_out(out, [file])
+        check_out(out, [file, *([ref_file] if ref_file else [])])
         if plot is not None:
             check_plot(plot, groups)
         result = api.score(
@@ -260,6 +314,7 @@ def score_command(
             hyp=hyp_col,
             id=id_col,
             speaker=speaker_col,
+            **input_options(input_format, ref_file, speaker_from_id, stm_labels),
             normalizer=normalizer,
             metrics=[m.strip() for m in metrics.split(",") if m.strip()],
             bootstrap=bootstrap,
@@ -291,7 +346,10 @@ def check_plot(plot: Path, groups: str) -> None:
 def compare_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Two transcripts files, or two or more run folders (A first)."),
+        typer.Argument(
+            help="Two transcripts files (or two systems' hypotheses with --ref-file), or two "
+            "or more run folders (A first)."
+        ),
     ],
     *,
     groups: GroupsOpt = "",
@@ -299,6 +357,10 @@ def compare_command(
     hyp_col: HypOpt = "hyp",
     id_col: IdOpt = None,
     speaker_col: SpeakerOpt = None,
+    input_format: InputFormatOpt = "auto",
+    ref_file: RefFileOpt = None,
+    speaker_from_id: SpeakerFromIdOpt = "spu_id",
+    stm_labels: StmLabelsOpt = "",
     normalizer: NormOpt = "none",
     bootstrap: BootOpt = 10_000,
     seed: SeedOpt = 0,
@@ -324,12 +386,14 @@ def compare_command(
 
     with user_errors():
         active().exporters().get(fmt, option="--format")
-        check_out(out, list(paths))
+        check_out(out, [*paths, *([ref_file] if ref_file else [])])
         cfg = api.paired_stats(bootstrap, seed, confidence, min_speakers)
         if len(paths) < 2:
             raise AsrfairError("compare needs at least two paths: A and B")
+        if paths.count(Path("-")) > 1:
+            raise AsrfairError("compare: only one of A and B can be read from standard input")
         for path in paths:
-            if not path.exists():
+            if str(path) != "-" and not path.exists():
                 raise AsrfairError(f"{path}: no such file or run folder")
         if any(p.is_dir() for p in paths) and not all(p.is_dir() for p in paths):
             raise AsrfairError(
@@ -350,6 +414,7 @@ def compare_command(
             hyp=hyp_col,
             id=id_col,
             speaker=speaker_col,
+            **input_options(input_format, ref_file, speaker_from_id, stm_labels),
             normalizer=normalizer,
             pair_by_line=pair_by_line,
             bootstrap=bootstrap,

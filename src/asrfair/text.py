@@ -38,6 +38,12 @@ def basic(text: str) -> str:
     return collapse_spaces(spaced)
 
 
+def lower(text: str) -> str:
+    """Case folds and nothing else: sclite's case-insensitive scoring (its ``-e utf-8 babel_*``
+    case conversion), where punctuation tokens such as ``(`` or ``_`` are words to score."""
+    return collapse_spaces(unicodedata.normalize("NFC", text).lower())
+
+
 def identity(text: str) -> str:
     """No change at all: for transcripts that were normalised upstream."""
     return text

@@ -1,4 +1,4 @@
-"""Reading transcripts files (CSV, TSV, JSONL) for ``asrfair score`` and ``compare``.
+"""Reading transcripts tables (CSV, TSV, JSONL, Parquet) for ``asrfair score`` and ``compare``.
 
 Transcripts can come from any ASR system, so every problem is reported as one
 line that names the file, the row or the option, and how to fix it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,18 @@ import pandas as pd
 from asrfair.errors import AsrfairError
 from asrfair.groups import columns_of
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# NeMo writes its JSON-lines manifests with a ".json" suffix: read as JSONL, never as one document.
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+TABLE_KINDS = ("csv", "tsv", "jsonl", "parquet")
+STDIN = Path("-")
 IDS_FROM_LINES = "asrfair_ids_from_line_numbers"  # frame.attrs flag: the file had no ids
 
 # A sentence or a long-form transcript may exceed the csv module's default cap of 131,072
@@ -38,19 +50,29 @@ class Columns:
     explicit: frozenset[str] = frozenset()
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
+def source_name(path: Path) -> str:
+    """How messages name an input: ``-`` is standard input."""
+    return "<stdin>" if path == STDIN else str(path)
+
+
+def read_text(path: Path, expected: str = "a header and a row per utterance") -> str:
+    """A user's text file (or ``-``, standard input) as UTF-8; ``expected`` says what an empty
+    one should have held, since asrfair reads several formats through this one door."""
+    if path == STDIN:
+        raw = sys.stdin.buffer.read()
+    elif not path.is_file():
         raise AsrfairError(f"{path}: no such file")
-    raw = path.read_bytes()
+    else:
+        raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise AsrfairError(
-            f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "re-save the file as UTF-8"
+            f"{source_name(path)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}); re-save the file as UTF-8"
         ) from None
     if not text.strip():
-        raise AsrfairError(f"{path}: the file is empty; expected a header and a row per utterance")
+        raise AsrfairError(f"{source_name(path)}: the file is empty; expected {expected}")
     return text
 
 
@@ -176,15 +198,64 @@ def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header, dtype=str)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/TSV/JSONL file as strings; the format comes from the file's suffix."""
+def table_kind(path: Path) -> str:
+    """The table format a suffix names; standard input is told by its first line instead."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise AsrfairError(f"{path}: unknown format {path.suffix!r}; use .csv, .tsv or .jsonl")
-    text = _read_text(path)
+        raise AsrfairError(
+            f"{path}: unknown format {path.suffix!r}; use .csv, .tsv, .jsonl (.json for NeMo "
+            "manifests) or .parquet, or name it with --input-format"
+        )
+    return kind
+
+
+def sniff_kind(text: str) -> str:
+    """Standard input has no suffix: a JSON object first is JSONL, a tab in the header TSV."""
+    first = next(line for line in text.split("\n") if line.strip())
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    return "tsv" if "\t" in first else "csv"
+
+
+def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
+    """Read a CSV/TSV/JSONL/Parquet file as strings; the format is ``kind``, else the suffix."""
+    kind = kind or table_kind(path)
+    if kind == "parquet":
+        return _read_parquet(path)
+    return parse_table(path, read_text(path), kind)
+
+
+def parse_table(path: Path, text: str, kind: str) -> pd.DataFrame:
+    """A CSV, TSV or JSONL text already read (from a file or standard input) as strings."""
     if kind == "jsonl":
         return _read_jsonl(path, text)
     return _read_table(path, text, "\t" if kind == "tsv" else ",")
+
+
+def _is_nested(value: object) -> bool:
+    """pyarrow gives a list column as numpy arrays, a struct column as dicts."""
+    return isinstance(value, list | dict | tuple) or hasattr(value, "shape")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Parquet columns may hold numbers, lists or structs; asrfair's cells are text, so a
+    nested column is refused by name, and the rest become strings as CSV cells would be."""
+    if not path.is_file():
+        raise AsrfairError(f"{path}: no such file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow's errors have no common base worth naming
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AsrfairError(f"{path}: not a readable Parquet file ({first})") from None
+    for column in frame.columns:
+        if frame[column].map(_is_nested).any():
+            raise AsrfairError(
+                f"{path}: column {column!r} holds lists or structs; every value must be a "
+                "string, a number or null"
+            )
+    if frame.empty:
+        raise AsrfairError(f"{path}: no rows; expected one row per utterance")
+    return frame.astype("string").fillna("")
 
 
 def _require(source: str, frame: pd.DataFrame, column: str, option: str) -> None:
@@ -193,17 +264,22 @@ def _require(source: str, frame: pd.DataFrame, column: str, option: str) -> None
         raise AsrfairError(f"{source}: no column {column!r} ({option}); columns are: {have}")
 
 
-def _line_of(path: Path, index: int) -> int:
-    """1-based line in the file of data row ``index`` (tables have a header line)."""
-    return index + (1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2)
+def line_of(kind: str) -> Callable[[int], int] | None:
+    """1-based line in the file of data row ``i`` (tables have a header line); Parquet has no
+    lines, so its rows are named by position."""
+    if kind == "parquet":
+        return None
+    offset = 1 if kind == "jsonl" else 2
+    return lambda index: index + offset
 
 
 def load_transcripts(
     path: Path, columns: Columns = Columns(), groupings: Sequence[str] = ()
 ) -> pd.DataFrame:
     """A frame with ``id``, ``ref``, ``hyp``, maybe ``speaker``, and the grouping columns."""
+    kind = table_kind(path)
     return select_columns(
-        read_table(path), columns, groupings, source=str(path), line=lambda i: _line_of(path, i)
+        read_table(path, kind), columns, groupings, source=str(path), line=line_of(kind)
     )
 
 

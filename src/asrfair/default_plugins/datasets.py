@@ -14,6 +14,7 @@ from asrfair import hookimpl
 from asrfair.corpus import Corpus, DatasetLoader
 from asrfair.errors import AsrfairError
 from asrfair.files import replacing
+from asrfair.kaldi import load_kaldi_corpus
 from asrfair.registry import Register
 from asrfair.transcripts import FIELD_LIMIT, read_table
 
@@ -100,11 +101,20 @@ MANIFEST_ALIASES = {
 
 
 def load_manifest(arg: str | None) -> Corpus:
-    """``manifest:FILE``: a CSV/TSV/JSONL with an audio path column, relative to the file.
+    """``manifest:FILE``: a CSV/TSV/JSONL/Parquet table or a NeMo manifest (``.json``) with an
+    audio path column, relative to the file; or ``manifest:DIR``, a Kaldi data directory whose
+    ``wav.scp`` lists audio files (paths as Kaldi reads them: absolute, or from the working
+    directory where the recipe runs).
     Columns go by the aliases above unless ``--columns`` names them."""
     if not arg:
-        raise AsrfairError("--dataset manifest:FILE needs a .csv, .tsv or .jsonl file")
+        raise AsrfairError(
+            "--dataset manifest:FILE needs a .csv, .tsv, .jsonl, .json or .parquet file, or a "
+            "Kaldi data directory"
+        )
     path = Path(arg).expanduser()
+    if path.is_dir():
+        frame = load_kaldi_corpus(path)
+        return Corpus(f"manifest:{path}", frame, aliases=MANIFEST_ALIASES)
     return Corpus(f"manifest:{path}", read_table(path), root=path.parent, aliases=MANIFEST_ALIASES)
 
 
@@ -203,5 +213,9 @@ def load_demo(arg: str | None) -> Corpus:
 def register_datasets(register: Register[DatasetLoader]) -> None:
     register("commonvoice", load_commonvoice, help="commonvoice:PATH, a CV release folder")
     register("hf", load_hf, help="hf:NAME_OR_PATH[:CONFIG][@SPLIT], a Hugging Face dataset")
-    register("manifest", load_manifest, help="manifest:FILE, CSV/TSV/JSONL with audio paths")
+    register(
+        "manifest",
+        load_manifest,
+        help="manifest:FILE, CSV/TSV/JSONL/Parquet/NeMo .json with audio paths, or a Kaldi dir",
+    )
     register("demo", load_demo, help="the bundled espeak-ng French demo corpus")
