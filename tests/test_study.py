@@ -303,3 +303,16 @@ def test_bad_study_statistics_are_one_line_errors(tmp_path: Path, text: str, mes
     with pytest.raises(AsrfairError) as caught:
         load_study(path, installed())
     assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_a_run_of_the_bundled_model_still_matches_after_the_project_moves() -> None:
+    """config.json of an older run named the demo checkpoint by its absolute path in the
+    checkout that made it; moved or reinstalled, the same options must still match."""
+    from asrfair.audit_options import AuditOptions
+    from asrfair.runs import stored_options
+
+    current = json.loads(json.dumps(AuditOptions().identity()))
+    moved = {**current, "model": "/elsewhere/old-clone/src/asrfair/demo/model"}
+    assert stored_options({"options": moved}) == current
+    other = {**current, "model": "/models/wav2vec2-fr"}
+    assert stored_options({"options": other}) != current

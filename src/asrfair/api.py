@@ -166,9 +166,9 @@ def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{raw_key}"
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{key}_"))
-        elif key.endswith("_ci") and isinstance(value, list | tuple):
+        elif key.endswith("_ci") and (value is None or isinstance(value, list | tuple)):
             name = key.removesuffix("_ci")
-            flat[f"{name}_low"], flat[f"{name}_high"] = [*value, None, None][:2]
+            flat[f"{name}_low"], flat[f"{name}_high"] = [*(value or ()), None, None][:2]
         elif key == "warnings" and isinstance(value, list):
             flat[key] = "; ".join(map(str, value))
         else:
@@ -318,9 +318,9 @@ def audit(
 ) -> ScoreResult | None:
     """Fine-tune on a training subset, transcribe the fixed test set and score it per group:
     ``asrfair audit``, with the same options as keywords (``learning_rate=1e-4``,
-    ``stats_seed=3``, ``no_train=True``...) and the same ``config`` file. Left out, an
-    option takes the config file's value, else its default. The run folder is written as the
-    CLI writes it. Returns None on ranks other than 0 under ``torchrun``.
+    ``stats_seed=3``, ``no_train=True``...) and the same ``config`` file. Left out (or
+    None), an option takes the config file's value, else its default. The run folder is
+    written as the CLI writes it. Returns None on ranks other than 0 under ``torchrun``.
     """
     from asrfair.audit_options import resolve_audit
     from asrfair.pipeline import run_plan

@@ -22,6 +22,7 @@ from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins, installed
+from asrfair.runs import portable_model
 from asrfair.stats import STATS_OPTIONS, StatsConfig, stats_config
 
 SEEDS = ("split_seed", "train_seed", "stats_seed")
@@ -67,7 +68,7 @@ class AuditOptions:
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
         data["groups"] = list(self.groups)
-        data["model"] = self.resolved_model()
+        data["model"] = portable_model(self.resolved_model())
         return data
 
 
@@ -270,7 +271,10 @@ def resolve_audit(
 ) -> AuditPlan:
     """Defaults, then the config file, then ``given`` (the command line's or the API's):
     the one way an audit's options become an AuditPlan."""
-    values = {**(read_config(config) if config else {}), **normalise(where, given)}
+    from_file = read_config(config) if config else {}
+    if config:  # a bad statistics value in the file names the file, one given here does not
+        stats_config(_stats_part(from_file), where=str(config))
+    values = {**from_file, **normalise(where, {k: v for k, v in given.items() if v is not None})}
     for name in SEEDS:
         if values.get(name, 0) < 0:
             flag = "--" + name.replace("_", "-")
@@ -284,12 +288,16 @@ def resolve_audit(
         elif spec.home != "run":
             parts[spec.home][spec.target if spec.home != "stats" else name] = value
     options = AuditOptions(**parts["options"], train=replace(TrainConfig(), **parts["train"]))
-    stats = stats_config(parts["stats"], where=str(config) if config else "")
+    stats = stats_config(parts["stats"], where="" if where == "option" else where)
     out = values.get("out") or default_out(options.train_subset)
     settings["plugins"] = plugins or installed()
     return AuditPlan(
         options, RunSettings(out=out, stats=stats, **settings), values.get("cache_dir")
     )
+
+
+def _stats_part(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if AUDIT_OPTIONS[k].home == "stats"}
 
 
 def default_out(subset: str) -> Path:

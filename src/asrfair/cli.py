@@ -597,10 +597,10 @@ def _audit_parameter(spec: Spec) -> inspect.Parameter:
     if spec.name in SEEDS:
         kind, default = int | None, None  # unset: --seed decides
     extra = dict(spec.cli)
-    flags = [
-        "--" + spec.name.replace("_", "-"),
-        *([extra.pop("short")] if "short" in extra else []),
-    ]
+    long = "--" + spec.name.replace("_", "-")
+    if kind is bool and default is True:  # on by default: the flag that turns it off is --no-X
+        long = f"{long}/--no-{long[2:]}"
+    flags = [long, *([extra.pop("short")] if "short" in extra else [])]
     info = typer.Option(
         *flags, help=spec.help, **{"rich_help_panel": PANELS.get(spec.home, "Execution"), **extra}
     )

@@ -25,7 +25,7 @@ from asrfair.errors import AsrfairError
 from asrfair.metrics import Metric, MetricContext
 from asrfair.plugins import Plugins
 from asrfair.registry import Register
-from asrfair.report import Exporter, Report
+from asrfair.report import Exporter, Report, layout, report_tables
 from asrfair.subsets import Selector, SubsetFactory
 from asrfair.text import Normalizer
 
@@ -43,4 +43,6 @@ __all__ = [
     "Selector",
     "SubsetFactory",
     "hookimpl",
+    "layout",
+    "report_tables",
 ]

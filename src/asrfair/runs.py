@@ -116,12 +116,34 @@ def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
         raise AsrfairError(
             f"--out {out} already holds a run; add --resume to continue it, or choose another --out"
         )
-    differs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    differs = _differences(stored, current)
     if differs:
+        shown = "; ".join(differs[:5]) + ("; ..." if len(differs) > 5 else "")
         raise AsrfairError(
-            f"--resume: {out} was made with other options ({', '.join(differs)} differ); "
-            "use the same options or another --out"
+            f"{out} was made with other options (stored -> now: {shown}); run it with the "
+            "stored options, or write the new run to another folder"
         )
+
+
+BUNDLED_MODEL = "asrfair:demo-model"
+
+
+def portable_model(model: str) -> str:
+    """The bundled demo checkpoint by name, not by where this checkout or install keeps it, so
+    that a run folder (or a study) still matches its options after the project moves."""
+    return BUNDLED_MODEL if Path(model).parts[-3:] == ("asrfair", "demo", "model") else model
+
+
+def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """``train.warmup_steps 20 -> 10``: each option that differs, down to the nested field."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        keys = sorted(set(stored) | set(current))
+        return [
+            d for k in keys for d in _differences(stored.get(k), current.get(k), f"{prefix}{k}.")
+        ]
+    if stored == current:
+        return []
+    return [f"{prefix.rstrip('.')} {json.dumps(stored)} -> {json.dumps(current)}"]
 
 
 def stored_options(config: Any) -> dict[str, Any]:
@@ -132,6 +154,8 @@ def stored_options(config: Any) -> dict[str, Any]:
     options = dict(options) if isinstance(options, dict) else {}
     if "seed" in options and "split_seed" not in options:
         options["split_seed"] = options.pop("seed")
+    if isinstance(options.get("model"), str):
+        options["model"] = portable_model(options["model"])
     return options
 
 

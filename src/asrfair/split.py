@@ -19,7 +19,7 @@ import pandas as pd
 
 from asrfair import files
 from asrfair.errors import AsrfairError
-from asrfair.groups import group_labels, intersect
+from asrfair.groups import all_columns, group_labels, intersect
 
 
 @dataclass
@@ -82,7 +82,7 @@ def speaker_split(
     )
     method = f"speaker-disjoint, test fraction {test_fraction:g}, seed {seed}"
     if stratify:
-        method += f", stratified by {'*'.join(stratify)}"
+        method += f", stratified by {intersect(all_columns(stratify))}"
     return Split(side, method, notes)
 
 

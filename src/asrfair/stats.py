@@ -70,7 +70,11 @@ def _knob(default: object, option: str, help: str) -> Any:
 class StatsConfig:
     """The knobs a reviewer asks about; all of them are printed with every report."""
 
-    n_boot: int = _knob(10_000, "bootstrap", "Bootstrap draws per group; 0 turns intervals off.")
+    n_boot: int = _knob(
+        10_000,
+        "bootstrap",
+        "Bootstrap draws per group, 199 or more at 95% confidence; 0 turns intervals off.",
+    )
     n_perm: int = _knob(
         10_000,
         "permutations",
