@@ -505,7 +505,7 @@ def test_the_docs_config_file_parses_and_runs_with_overrides(
         ("[train]\nbootstrap = 10\n", "[train]: unknown key 'bootstrap'; known: epochs"),
         ("bootstrap = 'many'\n", "bootstrap must be int, not 'many'"),
         ("[statistics]\nbootstrap = 5\n", "--bootstrap 5: use"),
-        ("seed = -1\n", "--split-seed -1: use a seed of 0 or more"),
+        ("seed = -1\n", "bad.toml: --seed -1: use a seed of 0 or more"),
         ("dataset = \n", "not valid TOML"),
     ],
 )
