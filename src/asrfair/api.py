@@ -210,8 +210,8 @@ def score(
     ``plugins`` (default: the installed ones) resolves ``normalizer`` and ``metrics``; pass
     ``Plugins.with_builtins(MyPlugin())`` to try a plugin without installing it.
     """
-    plugins = plugins or installed()
-    chosen = plugins.chosen_metrics(metrics)
+    plugins = _plugins(plugins)
+    chosen = plugins.chosen_metrics(_metric_names(metrics))
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
     options = _input_options(input_format, ref_file, speaker_from_id, stm_labels)
@@ -270,7 +270,7 @@ def compare(
     are read as by ``score``; with ``ref_file``, A and B are two systems' outputs for it."""
     from asrfair.comparison import build_compare_report
 
-    plugins = plugins or installed()
+    plugins = _plugins(plugins)
     normalize = plugins.normalizers().get(normalizer, option="--normalizer")
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
@@ -328,7 +328,7 @@ def audit(
     named: dict[str, Any] = {"dataset": dataset, "model": model, "train_subset": train_subset}
     named |= {"groups": groups, "out": out}
     given = {k: v for k, v in named.items() if v is not None} | options
-    plugins = plugins or installed()
+    plugins = _plugins(plugins)
     where = "asrfair.audit()"
     plan = resolve_audit(
         given, config=Path(config) if config else None, where=where, plugins=plugins
@@ -370,6 +370,29 @@ def _input_config(options: InputOptions) -> dict[str, str]:
     return {"input_format": options.format, "reference": str(options.ref_file)}
 
 
+def _plugins(plugins: Any) -> Plugins:
+    """The plugin set handed in, else the installed one; anything else is a mistake to name."""
+    if plugins is None:
+        return installed()
+    if not isinstance(plugins, Plugins):
+        raise AsrfairError(
+            f"plugins: give an asrfair Plugins set (asrfair.testing.with_plugins(...)), not "
+            f"{type(plugins).__name__}"
+        )
+    return plugins
+
+
+def _metric_names(metrics: Any) -> list[str]:
+    """``"wer,cer"`` as the CLI writes it, or a list of names; at least one."""
+    names = metrics.split(",") if isinstance(metrics, str) else metrics
+    if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+        raise AsrfairError(f"metrics: give metric names, e.g. ['wer', 'cer'], not {metrics!r}")
+    chosen = [n.strip() for n in names if n.strip()]
+    if not chosen:
+        raise AsrfairError("metrics: name at least one metric, e.g. ['wer']")
+    return chosen
+
+
 def _score(
     data: pd.DataFrame | str | Path,
     columns: Columns,
@@ -379,6 +402,11 @@ def _score(
 ) -> ScoreTable:
     if isinstance(data, pd.DataFrame):
         frame = select_columns(data, columns, groupings, source="DataFrame")
-    else:
+    elif isinstance(data, str | Path) and str(data):
         frame = load_input(Path(data), columns, groupings, options)
+    else:
+        raise AsrfairError(
+            f"data: give a pandas DataFrame or the path of a transcripts file, not "
+            f"{type(data).__name__} {str(data)[:40]!r}"
+        )
     return score_table(frame, normalize, groupings=groupings)

@@ -9,6 +9,8 @@ torch), so the CLI can build its options without loading the model stack.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -216,6 +218,20 @@ def typed(where: str, name: str, value: Any, kind: Any) -> Any:
     raise AsrfairError(f"{where}: {name} must be {getattr(base, '__name__', base)}, not {value!r}")
 
 
+def _check_limits(where: str, name: str, value: Any) -> None:
+    """The limits the command line enforces (``min=0``), and finite numbers, for the values a
+    config file or the API gives too."""
+    flag = "--" + name.replace("_", "-")
+    at = "" if where == "option" else f"{where}: "  # the command line names itself
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AsrfairError(f"{at}{flag} {value}: give a finite number")
+    if name == "device" and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(value)):
+        raise AsrfairError(f"{at}{flag} {value}: use auto, cpu, cuda or cuda:N")
+    least = AUDIT_OPTIONS[name].cli.get("min")
+    if least is not None and value is not None and value < least:
+        raise AsrfairError(f"{at}{flag} {value}: use {least} or more")
+
+
 def normalise(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Option names checked and typed; ``seed`` is spread over the three seeds that this same
     layer does not set, so ``--seed 1`` on the command line beats a config file's
@@ -224,6 +240,7 @@ def normalise(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
     for raw, value in values.items():
         name = _key(where, raw)
         out[name] = typed(where, name, value, AUDIT_OPTIONS[name].kind)
+        _check_limits(where, name, out[name])
         if name == "groups":  # "gender * age" is the grouping gender*age; "gender*" a typo
             out[name] = tuple(parse_groupings(out[name]))
     if "seed" in out:
@@ -235,6 +252,8 @@ def normalise(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
 def read_config(path: Path) -> dict[str, Any]:
     """An audit config file (TOML): the option names at the top, and optionally [train] and
     [statistics] tables keyed as in a study file; every mistake names the file and the key."""
+    if path.is_dir():
+        raise AsrfairError(f"--config {path}: a folder; give the TOML file of audit options")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -243,10 +262,12 @@ def read_config(path: Path) -> dict[str, Any]:
         raise AsrfairError(f"--config {path}: not valid TOML ({exc})") from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in SECTIONS and isinstance(value, dict):
-            flat.update(_section(path, key, value))
-        else:
-            flat[key] = value
+        is_table = key in SECTIONS and isinstance(value, dict)
+        found = _section(path, key, value) if is_table else {key: value}
+        twice = sorted(set(found) & set(flat))
+        if twice:  # `bootstrap` at the top and in [statistics]: which one was meant?
+            raise AsrfairError(f"{path}: {twice[0]} is set twice; keep one of the two")
+        flat.update(found)
     return normalise(str(path), flat)
 
 
@@ -287,7 +308,11 @@ def resolve_audit(
             settings[spec.target] = value
         elif spec.home != "run":
             parts[spec.home][spec.target if spec.home != "stats" else name] = value
-    options = AuditOptions(**parts["options"], train=replace(TrainConfig(), **parts["train"]))
+    try:
+        train = replace(TrainConfig(), **parts["train"])
+    except AsrfairError as exc:
+        raise AsrfairError(f"{where if where != 'option' else 'training'}: {exc}") from None
+    options = AuditOptions(**parts["options"], train=train)
     stats = stats_config(parts["stats"], where="" if where == "option" else where)
     out = values.get("out") or default_out(options.train_subset)
     settings["plugins"] = plugins or installed()

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.protocol import is_renderable
 from rich.table import Table
 
 from asrfair import __version__, files, plugins
@@ -73,6 +74,20 @@ def active() -> Plugins:
     (``CliRunner().invoke(app, args, obj=Plugins.with_builtins(...))``, see asrfair.testing),
     else the installed ones. The root callback records them; commands pass them on."""
     return _handed.get() or plugins.installed()
+
+
+@contextmanager
+def damaged_report(path: Path) -> Iterator[None]:
+    """A stored report edited by hand can still break a renderer on a field the loader does
+    not check; say which folder, not a traceback from inside the exporter."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise AsrfairError(
+            f"{path}: its stored report is damaged or was edited by hand ({what}); rewrite it by "
+            "running the audit or study again with --resume"
+        ) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -206,6 +221,11 @@ def emit(report: Report, fmt: str, out: Path | None) -> None:
     """Render with the named exporter to stdout, or to ``out`` (plain text)."""
     exporter = active().exporters().get(fmt, option="--format")
     rendered = exporter(report)
+    if not isinstance(rendered, str) and not is_renderable(rendered):
+        raise AsrfairError(
+            f"--format {fmt}: the exporter returned a {type(rendered).__name__}, not text or a "
+            "rich renderable; report it to the exporter's authors"
+        )
     if out is None:
         if isinstance(rendered, str):
             print(rendered, end="")
@@ -451,10 +471,12 @@ def report_command(
                     f"--out {out}: with --format png give a folder; the figures are written as "
                     "group_wer.png/.svg (and gap_forest for a study) inside it"
                 )
-            for written in write_plots(report, out or path):
-                print(written)
+            with damaged_report(path):
+                for written in write_plots(report, out or path):
+                    print(written)
             return
-        emit(report, fmt, out)
+        with damaged_report(path):
+            emit(report, fmt, out)
 
 
 @app.command("study")
@@ -670,26 +692,29 @@ def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List installed plugins, their versions and the hooks they implement."""
-    rows = active().info()
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title="asrfair plugins", title_justify="left")
-    for column in ("plugin", "package", "version", "registers", "help"):
-        table.add_column(column)
-    for row in rows:
-        names = row["registers"] or [{"kind": "hooks", "name": ", ".join(row["hooks"]), "help": ""}]
-        for i, entry in enumerate(names):
-            first = i == 0
-            table.add_row(
-                row["name"] if first else "",
-                row["package"] if first else "",
-                row["version"] if first else "",
-                f"{entry['kind']} {entry['name']}",
-                entry["help"],
-                end_section=i == len(names) - 1,
-            )
-    print_uncut(table)
+    with user_errors():  # two plugins sharing a name: say so, so one can be blocked
+        rows = active().info()
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        table = Table(title="asrfair plugins", title_justify="left")
+        for column in ("plugin", "package", "version", "registers", "help"):
+            table.add_column(column)
+        for row in rows:
+            names = row["registers"] or [
+                {"kind": "hooks", "name": ", ".join(row["hooks"]), "help": ""}
+            ]
+            for i, entry in enumerate(names):
+                first = i == 0
+                table.add_row(
+                    row["name"] if first else "",
+                    row["package"] if first else "",
+                    row["version"] if first else "",
+                    f"{entry['kind']} {entry['name']}",
+                    entry["help"],
+                    end_section=i == len(names) - 1,
+                )
+        print_uncut(table)
 
 
 _commands_added = False

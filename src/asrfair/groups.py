@@ -13,24 +13,47 @@ import pandas as pd
 from asrfair.errors import AsrfairError
 
 SEPARATOR = "*"
+# Columns that hold what is scored, not who spoke: grouping by them is a mistake.
+RESERVED = frozenset({"ref", "hyp", "sentence", "id", "audio"})
 
 
 def parse_groupings(groups: str | Sequence[str]) -> list[str]:
     """``"gender,age*gender"`` as the CLI writes it, or ``["gender", "age*gender"]``: each spec
     once, in order, with spaces around names removed. An empty part is a typo, not a column."""
-    items = groups.split(",") if isinstance(groups, str) else list(groups)
-    specs: list[str] = []
+    if isinstance(groups, str):
+        items = groups.split(",")
+    elif isinstance(groups, list | tuple) and all(isinstance(g, str) for g in groups):
+        items = [part for g in groups for part in g.split(",")]  # ["gender,age"] too
+    else:
+        raise AsrfairError(
+            f"--groups: give column names as text ('gender,accents') or a list of them, "
+            f"not {type(groups).__name__}"
+        )
+    specs: dict[frozenset[str], str] = {}
     for item in items:
-        if not str(item).strip():
-            continue
-        parts = [p.strip() for p in str(item).split(SEPARATOR)]
-        if not all(parts):
-            raise AsrfairError(
-                f"--groups: {str(item).strip()!r} has an empty column name; write COLUMN or "
-                f"COLUMN{SEPARATOR}COLUMN, e.g. gender{SEPARATOR}age"
-            )
-        specs.append(SEPARATOR.join(parts))
-    return list(dict.fromkeys(specs))
+        if item.strip():
+            parts = _parts(item)
+            specs.setdefault(frozenset(parts), SEPARATOR.join(parts))  # age*gender = gender*age
+    return list(specs.values())
+
+
+def _parts(spec: str) -> list[str]:
+    """The columns of one spec, each named once and none of asrfair's own."""
+    parts = [p.strip() for p in spec.split(SEPARATOR)]
+    if not all(parts):
+        raise AsrfairError(
+            f"--groups: {spec.strip()!r} has an empty column name; write COLUMN or "
+            f"COLUMN{SEPARATOR}COLUMN, e.g. gender{SEPARATOR}age"
+        )
+    if len(set(parts)) < len(parts):
+        raise AsrfairError(f"--groups: {spec.strip()!r} names a column twice; name it once")
+    reserved = [p for p in parts if p in RESERVED]
+    if reserved:
+        raise AsrfairError(
+            f"--groups: {reserved[0]!r} is a transcript, not a group; group by a column that "
+            "describes speakers (gender, age, accents...)"
+        )
+    return parts
 
 
 def columns_of(grouping: str) -> list[str]:

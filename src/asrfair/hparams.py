@@ -7,8 +7,14 @@ derived from these fields, so none of them can drift from the dataclass.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from asrfair.errors import AsrfairError
+
+POSITIVE = ("epochs", "learning_rate", "batch_size", "grad_accum")
+NOT_NEGATIVE = ("weight_decay", "warmup_steps", "eval_steps", "save_steps", "logging_steps")
 
 
 def hparam(default: Any, help: str, *, model_config: bool = False) -> Any:
@@ -41,6 +47,25 @@ class TrainConfig:
     final_dropout: float = hparam(0.0, "Dropout before the CTC head.", model_config=True)
     seed: int = hparam(0, "Seed of training and of the training subset's draw.")
     freeze_feature_encoder: bool = hparam(True, "Keep the convolutional front end frozen.")
+
+    def __post_init__(self) -> None:
+        """The same limits wherever a configuration comes from (the command line, --config, a
+        study file, the API), so none of them can start a run that the others refuse."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise AsrfairError(f"{f.name} must be a finite number, not {value!r}")
+        for name in POSITIVE:
+            if getattr(self, name) <= 0:
+                raise AsrfairError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in NOT_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise AsrfairError(f"{name} must be 0 or more, not {getattr(self, name)!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise AsrfairError(f"max_steps must be positive, or -1, not {self.max_steps!r}")
+        for name in self.model_config():
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise AsrfairError(f"{name} must be in [0, 1), not {getattr(self, name)!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

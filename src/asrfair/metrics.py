@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from asrfair import __version__
+from asrfair.errors import AsrfairError
 from asrfair.groups import group_labels
 from asrfair.report import Report
 from asrfair.report_model import ScoreBody
@@ -55,6 +56,8 @@ class MetricContext:
         self.gap_notes: dict[str, list[str]] = {}
         self.warnings: list[str] = self._unit_warnings()
         self.rate_fields: list[str] = []  # declared by record_rate: the report's rate columns
+        self.running = ""  # the metric now writing, named when it clashes with another
+        self._rate_owner: dict[tuple[str, str | None], str] = {}
 
     # -- reading ---------------------------------------------------------------
     @property
@@ -176,6 +179,13 @@ class MetricContext:
         With ``grouping`` None that is the overall entry; otherwise every group of it. An
         undefined rate (no reference tokens) is written as None with a warning, never 0/0.
         """
+        owner = self._rate_owner.setdefault((name, grouping), self.running)
+        if owner != self.running:
+            scope = f"by {grouping}" if grouping else "overall"
+            raise AsrfairError(
+                f"metric {self.running!r} records the rate {name!r} {scope}, which metric "
+                f"{owner!r} already recorded; give the new rate its own name"
+            )
         if name not in self.rate_fields:
             self.rate_fields.append(name)
         scopes = [None] if grouping is None else self.group_names(grouping)
@@ -194,6 +204,43 @@ class MetricContext:
                 entry["warnings"].append(f"{name}: {result.reason}")
 
 
+def check_entries(ctx: MetricContext, metric: str) -> None:
+    """What a metric left in the report must be numbers a reader can trust: no NaN or infinity
+    (not valid JSON), no negative rate, and intervals as ``[low, high]`` with low <= high."""
+    entries = [("overall", ctx.overall)] + [
+        (f"{grouping}={group}", entry)
+        for grouping, groups in ctx.groups.items()
+        for group, entry in groups.items()
+    ]
+    for where, entry in entries:
+        for key, value in entry.items():
+            problem = bad_value(key, value, entry)
+            if problem:
+                raise AsrfairError(
+                    f"metric {metric!r} wrote {where} {key} = {value!r}: {problem}; report it to "
+                    "the metric's authors"
+                )
+
+
+def bad_value(key: str, value: Any, entry: dict[str, Any]) -> str:
+    """Why a report entry's value cannot be trusted, or "" when it can."""
+    numbers = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, float) and not np.isfinite(v) for v in numbers):
+        return "not a finite number"
+    if key.endswith("_ci") and value is not None:
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            return "an interval must be [low, high]"
+        low, high = value
+        if not all(v is None or isinstance(v, int | float) for v in value):
+            return "an interval's ends must be numbers (or null when open)"
+        if low is not None and high is not None and low > high:
+            return "the interval's low end is above its high end"
+    rate = f"{key}_ci" in entry and not key.startswith("diff")
+    if rate and value is not None and (not isinstance(value, int | float) or value < 0):
+        return "a rate must be a number of 0 or more"
+    return ""
+
+
 Metric = Callable[[MetricContext], None]  # a metric plugin: reads ctx.table, writes through ctx
 
 
@@ -208,8 +255,10 @@ def run_metrics(
     contract)."""
     names = list(metrics)
     ctx = MetricContext(table, cfg)
-    for metric in metrics.values():
+    for name, metric in metrics.items():
+        ctx.running = name
         metric(ctx)
+        check_entries(ctx, name)
     dropped = {}
     for grouping in table.groupings:
         n = ctx.n_dropped(grouping)
@@ -230,7 +279,7 @@ def run_metrics(
         "gap_notes": ctx.gap_notes,
         "method": {**cfg.method(ctx.unit), "metrics": list(names)},
         "dropped": dropped,
-        "warnings": ctx.warnings,
+        "warnings": list(table.notes) + ctx.warnings,
         "config": {"asrfair_version": __version__, **(config or {})},
     }
     return Report("score", ScoreBody.from_json(data, rates=ctx.rate_fields))

@@ -131,6 +131,14 @@ def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
     )
     selector = chosen.selector(options.train_subset)
     select_subset(corpus.frame, selector, options.train_subset, seed=options.train.seed)
+    # A split with no test side must fail here, before the run folder and the audio.
+    make_split(
+        corpus.frame,
+        options.split,
+        test_fraction=options.test_fraction,
+        seed=options.split_seed,
+        stratify=list(options.groups),
+    )
     _feat_extract_norm(options.resolved_model())
     if options.no_train:
         try:
@@ -353,7 +361,7 @@ def _report(
     body = report.body
     if not isinstance(body, ScoreBody):  # run_metrics makes nothing else
         raise TypeError(f"run_metrics gave a {type(body).__name__}, not a ScoreBody")
-    body.warnings[:0] = data.notes + list(table.notes)
+    body.warnings[:0] = data.notes  # the table's own notes are already first
     if unknown:
         n = sum(unknown.values())
         chars = "".join(sorted(unknown))

@@ -202,10 +202,18 @@ def installed() -> Plugins:
     """The plugins installed in this environment (entry points), built once per process."""
     pm = new_manager()
     loaded = Plugins(pm)
+    names = set(DEFAULT_PLUGINS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        names.add(ep.name)
         if not pm.is_blocked(ep.name) and not pm.has_plugin(ep.name):
             _load_entry_point(pm, ep, loaded)
     register_builtins(pm)
+    unknown = sorted(set(blocked_names()) - names)
+    if unknown:  # a typo would otherwise leave the plugin running, silently
+        loaded.errors.append(
+            f"{BLOCK_ENV} names {', '.join(map(repr, unknown))}, which no installed plugin is "
+            f"called; plugin names: {', '.join(sorted(names))}"
+        )
     return loaded
 
 

@@ -63,8 +63,13 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, obj: T, *, help: str = "", plugin: str = "?") -> None:
-        if not name or ":" in name:
+        if not isinstance(name, str) or not name or ":" in name:
             raise AsrfairError(f"plugin {plugin!r} registered an invalid {self.kind} name {name!r}")
+        if not callable(obj):
+            raise AsrfairError(
+                f"plugin {plugin!r} registered {self.kind} {name!r} as a {type(obj).__name__}, "
+                f"which cannot be called; register a function"
+            )
         if name in self._entries:
             first = self._entries[name].plugin
             raise AsrfairError(

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ from asrfair import files
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
 from asrfair.groups import all_columns
+from asrfair.metrics import bad_value
 from asrfair.registry import Registry
-from asrfair.report import Exporter, Report
+from asrfair.report import Exporter, Report, report_tables
 from asrfair.scoring import COUNT_COLUMNS, ScoreTable
 
 
@@ -296,12 +297,13 @@ def load_stored_report(path: Path) -> Report:
         fix = "run the study again to rewrite it"
         data = read_json(path / "study.json", fix)
         _require(data, ("runs", "method"), path / "study.json", fix)
-        return Report("study", data)
+        return _checked(lambda: Report("study", data), path / "study.json", fix)
     if (path / "metrics.json").is_file():
         fix = f"rewrite it with asrfair audit --resume --out {path}"
         data = read_json(path / "metrics.json", fix)
         _require(data, ("overall", "groups", "method"), path / "metrics.json", fix)
-        return Report("audit" if "run" in data else "score", data)
+        kind = "audit" if "run" in data else "score"
+        return _checked(lambda: Report(kind, data), path / "metrics.json", fix)
     if not path.is_dir():
         raise AsrfairError(f"{path}: no such run or study folder")
     have = {p.name for p in path.iterdir()}
@@ -311,6 +313,36 @@ def load_stored_report(path: Path) -> Report:
         f"{path}: no metrics.json or study.json, so nothing to report; missing: "
         f"{', '.join(missing)}. Finish the run with asrfair audit --resume --out {path}"
     )
+
+
+def _checked(make: Callable[[], Report], path: Path, fix: str) -> Report:
+    """A stored report that asrfair can read and lay out; a hand-edited or damaged one is a
+    one-line error naming the file, never a traceback from deep inside a renderer."""
+    try:
+        report = make()
+        report_tables(report)
+    except AsrfairError as exc:
+        raise AsrfairError(f"{path}: {exc}; {fix}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise AsrfairError(f"{path}: damaged or edited by hand ({what}); {fix}") from None
+    for key, value, problem in _problems(report.data):
+        raise AsrfairError(f"{path}: {key} = {value!r}: {problem}; {fix}")
+    return report
+
+
+def _problems(data: Any) -> Iterator[tuple[str, Any, str]]:
+    """Every value of a stored report that a metric could not have written (bad_value)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            problem = bad_value(str(key), value, data)
+            if problem:
+                yield str(key), value, problem
+            if isinstance(value, dict | list):
+                yield from _problems(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _problems(value)
 
 
 def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
 from asrfair.text import collapse_spaces
+from asrfair.transcripts import NOTES
 
 WORD_COUNTS = ("w_sub", "w_del", "w_ins", "w_n")
 CHAR_COUNTS = ("c_sub", "c_del", "c_ins", "c_n")
@@ -114,4 +115,5 @@ def score(
     ).reshape(len(frame), len(COUNT_COLUMNS))
     for i, name in enumerate(COUNT_COLUMNS):
         frame[name] = counts[:, i]
-    return ScoreTable(frame.reset_index(drop=True), tuple(groupings))
+    notes = tuple(transcripts.attrs.get(NOTES, ()))
+    return ScoreTable(frame.reset_index(drop=True), tuple(groupings), notes)

@@ -122,6 +122,12 @@ def make_split(
         split = official_split(frame)
     else:
         split = speaker_split(frame, test_fraction=test_fraction, seed=seed, stratify=stratify)
+        if not split.ids("test"):
+            by = f" by {intersect(all_columns(stratify))}" if stratify else ""
+            raise AsrfairError(
+                f"the speaker split left no test speakers: every stratum{by} has a single "
+                "speaker; group by columns that many speakers share (not speaker ids)"
+            )
     split.notes += _missing_test_groups(frame, split, stratify)
     return split
 

@@ -176,6 +176,24 @@ class StatsConfig:
 STATS_OPTIONS = {f.metadata["option"]: f for f in fields(StatsConfig)}
 
 
+def _of_type(name: str, value: Any, kind: type) -> Any:
+    """An option's value as its field's type: numpy integers pass as int and integers as
+    float, but never a bool, a fraction of a draw or a number written as text."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, kind | np.integer | int | float | str):
+        raise AsrfairError(
+            f"{flag} {value!r}: give {'a whole number' if kind is int else kind.__name__}"
+        )
+    if kind is int and isinstance(value, int | np.integer):
+        return int(value)
+    if kind is float and isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    if isinstance(value, kind):
+        return value
+    wanted = "a whole number" if kind is int else kind.__name__
+    raise AsrfairError(f"{flag} {value!r}: give {wanted}")
+
+
 def stats_config(options: Mapping[str, Any], *, where: str = "") -> StatsConfig:
     """The one place option names become a StatsConfig (``bootstrap`` is ``n_boot``...):
     the score, compare and audit commands, the API and the study and config files all call
@@ -186,8 +204,11 @@ def stats_config(options: Mapping[str, Any], *, where: str = "") -> StatsConfig:
             f"{where or 'statistics'}: unknown option {unknown[0]!r}; known: "
             f"{', '.join(STATS_OPTIONS)}"
         )
-    values = {STATS_OPTIONS[name].name: value for name, value in options.items()}
     try:
+        values = {
+            STATS_OPTIONS[name].name: _of_type(name, value, type(STATS_OPTIONS[name].default))
+            for name, value in options.items()
+        }
         return StatsConfig(**values)
     except AsrfairError as exc:
         raise AsrfairError(f"{where}: {exc}" if where else str(exc)) from None

@@ -94,23 +94,21 @@ def _train_config(path: Path, name: str, table: dict[str, Any], seed: int) -> Tr
     kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
     _check_keys(where, _table(where, table), list(kinds))
     values = {k: typed(where, k, v, kinds[k]) for k, v in table.items()}
-    for key in ("learning_rate", "epochs", "batch_size"):
-        if key in values and values[key] <= 0:
-            raise AsrfairError(f"{where}: {key} must be positive, not {values[key]!r}")
-    fractions = ["mask_time_prob", "layerdrop", *(k for k in kinds if k.endswith("dropout"))]
-    for key in fractions:
-        if key in values and not 0.0 <= values[key] < 1.0:
-            raise AsrfairError(f"{where}: {key} must be in [0, 1), not {values[key]!r}")
-    return replace(TrainConfig(seed=seed), **values)
+    try:
+        return replace(TrainConfig(seed=seed), **values)
+    except AsrfairError as exc:  # TrainConfig's own limits, named with the table
+        raise AsrfairError(f"{where}: {exc}") from None
 
 
 def load_study(path: Path, plugins: Plugins) -> Study:
     """Read and check a study file; every mistake names the table and key."""
+    if path.is_dir():
+        raise AsrfairError(f"{path}: a folder; give the study file (TOML), e.g. examples/*.toml")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AsrfairError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AsrfairError(f"{path}: not valid TOML ({exc})") from None
     _check_keys(str(path), raw, list(TOP_KEYS))
     study = _table(f"{path} [study]", raw.get("study", {}))

@@ -33,6 +33,7 @@ FORMATS = {
 TABLE_KINDS = ("csv", "tsv", "jsonl", "parquet")
 STDIN = Path("-")
 IDS_FROM_LINES = "asrfair_ids_from_line_numbers"  # frame.attrs flag: the file had no ids
+NOTES = "asrfair_notes"  # frame.attrs: what reading the rows changed, for the report's warnings
 
 # A sentence or a long-form transcript may exceed the csv module's default cap of 131,072
 # characters; 1 GiB is more than any transcript and less than any platform's C long.
@@ -283,6 +284,21 @@ def load_transcripts(
     )
 
 
+def _missing_text(frame: pd.DataFrame, columns: Columns, noun: str) -> list[str]:
+    """A missing (null) reference or hypothesis is scored as empty text, which counts every
+    word of the other as an error: say how many rows that is, so it is never silent."""
+    notes = []
+    for name, column in (("reference", columns.ref), ("hypothesis", columns.hyp)):
+        missing = int(frame[column].isna().sum())
+        if missing:
+            effect = "insertions" if name == "reference" else "deletions"
+            notes.append(
+                f"{missing:,} of {len(frame):,} {noun} have no {name} ({column} is null): "
+                f"scored as empty text, so their words count as {effect}"
+            )
+    return notes
+
+
 def select_columns(
     frame: pd.DataFrame,
     columns: Columns = Columns(),
@@ -299,6 +315,11 @@ def select_columns(
     where = line or (lambda i: i)
     noun = "lines" if line else "rows"
     frame = frame.reset_index(drop=True)
+    repeated = frame.columns[frame.columns.duplicated()].tolist()
+    if repeated:
+        raise AsrfairError(f"{source}: column {repeated[0]!r} appears twice; keep one")
+    if frame.empty:
+        raise AsrfairError(f"{source}: no rows to score")
     _require(source, frame, columns.ref, "--ref-col")
     _require(source, frame, columns.hyp, "--hyp-col")
     out = pd.DataFrame(index=frame.index)
@@ -318,6 +339,7 @@ def select_columns(
         )
     out["ref"] = frame[columns.ref].fillna("").astype(str)
     out["hyp"] = frame[columns.hyp].fillna("").astype(str)
+    out.attrs[NOTES] = _missing_text(frame, columns, noun)
     if columns.speaker in frame.columns or "speaker" in columns.explicit:
         _require(source, frame, columns.speaker, "--speaker-col")
         out["speaker"] = frame[columns.speaker].astype(str)
