@@ -436,6 +436,60 @@ def test_hf_columns_are_mapped_by_option(tmp_path: Path, monkeypatch: pytest.Mon
     assert "is not CANONICAL=SOURCE" in odd.stderr
 
 
+def save_hf_speakers(tmp_path: Path, **columns: list[object]) -> Path:
+    """A saved HF dataset of 6 clips by 3 speakers (2 female, 1 male), with the given columns
+    beside its audio and a FLEURS-style ClassLabel gender."""
+    sf.write(tmp_path / "a.wav", tone(0.5, 16_000), 16_000)
+    genders = datasets.ClassLabel(names=["male", "female", "other"])
+    ds = datasets.Dataset.from_dict(
+        {"audio": [str(tmp_path / "a.wav")] * 6, "gender": [1, 1, 0, 0, 1, 1], **columns}
+    )
+    ds = ds.cast_column("audio", datasets.Audio(decode=False)).cast_column("gender", genders)
+    ds.save_to_disk(str(tmp_path / "hf"))
+    return tmp_path / "hf"
+
+
+def test_hf_speaker_id_and_normalized_text_are_asrfairs_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    folder = save_hf_speakers(
+        tmp_path,
+        speaker_id=[7, 7, 8, 8, 9, 9],
+        client_id=["c1", "c2", "c3", "c4", "c5", "c6"],
+        normalized_text=["un", "deux", "trois", "quatre", "cinq", "six"],
+    )
+    args = ["data", "inspect", f"hf:{folder}", "--groups", "gender", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    speakers = {r["group"]: r["n_speakers"] for r in report["groups"]["gender"]}
+    assert sum(r["n_speakers"] for r in report["splits"]) == 3
+    assert speakers == {"female": 2, "male": 1}  # the ClassLabel read as its names
+    assert f"dataset 'hf:{folder}': speaker is column 'speaker_id', not 'client_id'" in "".join(
+        report["warnings"]
+    )
+    assert not any("every utterance is its own speaker" in w for w in report["warnings"])
+    corpus = load_corpus(f"hf:{folder}", installed().datasets())
+    assert corpus.frame["sentence"].tolist()[:2] == ["un", "deux"]
+    # --columns comes before the aliases: client_id is still there to be chosen
+    chosen = load_corpus(f"hf:{folder}", installed().datasets(), {"speaker": "client_id"})
+    assert chosen.frame["speaker"].nunique() == 6
+    assert not any("speaker is column" in n for n in chosen.notes)
+
+
+def test_hf_dataset_without_speakers_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    folder = save_hf_speakers(tmp_path, transcription=["un", "deux", "trois", "a", "b", "c"])
+    corpus = load_corpus(f"hf:{folder}", installed().datasets())
+    assert corpus.frame["speaker"].nunique() == 6
+    assert "no speaker column: every utterance is its own speaker" in corpus.notes
+    with pytest.raises(AsrfairError, match=r"no sentence column .*--columns sentence=COLUMN"):
+        load_corpus(f"hf:{folder}", installed().datasets(), {"words": "transcription"})
+
+
 def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_path: Path) -> None:
     corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     # An ID3 tag mpg123 cannot parse: libmpg123 writes a warning to file descriptor 2 itself.

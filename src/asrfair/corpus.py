@@ -160,21 +160,31 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.D
 
 def resolve_aliases(
     frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]], name: str
-) -> pd.DataFrame:
-    """Rename the first alias present to its canonical name, unless the canonical is there."""
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rename the first alias present to its canonical name, unless the canonical is there.
+
+    Where several aliases are present (``speaker_id`` beside ``client_id``), the order of
+    ``aliases`` decides and a note says which was used, so that a report never rests on a
+    silent choice; a canonical column (or one named by ``--columns``) is used without one."""
+    notes = []
     for canonical, candidates in aliases.items():
-        if canonical in frame.columns:
-            continue
-        found = next((a for a in candidates if a in frame.columns), None)
-        if found is not None:
-            frame = frame.rename(columns={found: canonical})
-        elif canonical in ("audio", "sentence"):
+        present = [a for a in dict.fromkeys((canonical, *candidates)) if a in frame.columns]
+        if present and present[0] != canonical:
+            frame = frame.rename(columns={present[0]: canonical})
+            if len(present) > 1:
+                others = ", ".join(repr(a) for a in present[1:])
+                notes.append(
+                    f"dataset {name!r}: {canonical} is column {present[0]!r}, not {others} "
+                    f"(the first of {', '.join(candidates)}); choose another with "
+                    f"--columns {canonical}=COLUMN"
+                )
+        if not present and canonical in ("audio", "sentence"):
             have = ", ".join(map(str, frame.columns))
             raise AsrfairError(
                 f"dataset {name!r}: no {canonical} column (one of {', '.join(candidates)}); "
                 f"columns are: {have}; name yours with --columns {canonical}=COLUMN"
             )
-    return frame
+    return frame, notes
 
 
 def resolve_audio_paths(frame: pd.DataFrame, root: Path, name: str) -> tuple[pd.DataFrame, str]:
@@ -204,8 +214,8 @@ def load_corpus(
     loaded = loader(arg)
     corpus = loaded if isinstance(loaded, Corpus) else Corpus(spec, loaded)
     frame = map_columns(corpus.frame, columns or {}, corpus.name)
-    frame = resolve_aliases(frame, corpus.aliases, corpus.name)
-    notes = list(corpus.notes)
+    frame, notes = resolve_aliases(frame, corpus.aliases, corpus.name)
+    notes = list(corpus.notes) + notes
     if corpus.root is not None and "audio" in frame.columns:
         frame, note = resolve_audio_paths(frame, corpus.root, corpus.name)
         notes += [note] if note else []
