@@ -185,3 +185,33 @@ def test_named_columns_win_over_a_datasets_own_names() -> None:
     assert result.overall["n_speakers"] == 1 and result.overall["wer"] < 1
     # without ref=, "sentence" comes before "text"
     assert asrfair.score(ds, hyp="prediction", bootstrap=0).overall["wer"] > 1
+
+
+def test_unknown_speakers_head_every_export_of_score_and_compare() -> None:
+    ds = hf_predictions().remove_columns("speaker_id")
+    result = asrfair.score(ds, hyp="prediction", groups="gender", bootstrap=0)
+    assert result.method["speakers"] == "unknown"
+    title = "ASR fairness audit: datasets.Dataset"
+    headline = (
+        "> **Speakers unknown: the data has no speaker column, so every utterance counts as its "
+        "own speaker. Intervals and gap tests then treat utterances as independent and are too "
+        "narrow if speakers recur; name the speaker column (--columns speaker=COLUMN for a "
+        "dataset, --speaker-col for transcripts).**"
+    )
+    assert result.to_markdown().splitlines()[:3] == [f"# {title}", "", headline]
+    latex = result.to_latex().splitlines()
+    assert latex[1].startswith("% Speakers unknown: the data has no speaker column")
+    assert all("Speakers unknown" in line for line in latex if line.startswith("\\caption"))
+    csv = pd.DataFrame(gender_rows()).drop(columns="speaker").to_csv()
+    rich = runner.invoke(app, ["score", "-", "--groups", "gender", "--bootstrap", "0"], input=csv)
+    assert rich.exit_code == 0, rich.output
+    assert rich.stdout.splitlines()[1].startswith("Speakers unknown: the data has no speaker")
+    paired = asrfair.compare(ds, ds, hyp="prediction", bootstrap=0)
+    assert paired.method["speakers"] == "unknown"
+    assert paired.to_markdown().splitlines()[2].startswith("> **Speakers unknown")
+    # an audit corpus without speakers gives each utterance its own: speaker == id
+    stand_ins = pd.DataFrame(gender_rows()).pipe(lambda f: f.assign(speaker=f["id"]))
+    assert asrfair.score(stand_ins, bootstrap=0).method["speakers"] == "unknown"
+    # with speakers there is neither the flag nor the headline
+    known = asrfair.score(hf_predictions(), hyp="prediction", bootstrap=0)
+    assert "speakers" not in known.method and "Speakers unknown" not in known.to_markdown()

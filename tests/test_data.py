@@ -514,3 +514,19 @@ def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_pat
     assert run.returncode == 0, run.stderr
     assert "mpg123" not in run.stderr and "ID3v2" not in run.stderr, run.stderr
     assert "skipped 1 clip(s) that could not be read" in " ".join(run.stderr.split())
+
+
+def test_an_audit_corpus_without_speakers_is_flagged_at_the_top_of_inspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    who = ["a", "a", "b", "b", "c", "c"]  # not a name asrfair knows for speakers
+    folder = save_hf_speakers(tmp_path, text=["un", "deux", "trois", "a", "b", "c"], who=who)
+    args = ["data", "inspect", f"hf:{folder}", "--groups", "gender"]
+    report = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert report["method"]["speakers"] == "unknown"
+    rich = runner.invoke(app, args)
+    assert rich.exit_code == 0, rich.output
+    assert rich.stdout.splitlines()[1].startswith("Speakers unknown: the data has no speaker")
+    named = runner.invoke(app, [*args, "--format", "json", "--columns", "speaker=who"])
+    assert "speakers" not in json.loads(named.stdout)["method"]

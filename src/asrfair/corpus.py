@@ -90,7 +90,7 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
             "column, ids are the audio file names without their suffix); give each row a "
             "unique id column"
         )
-    if "speaker" not in frame.columns:
+    if "speaker" not in frame.columns:  # see speakers_unknown
         frame["speaker"] = frame["id"]
         notes.append("no speaker column: every utterance is its own speaker")
     if "split" not in frame.columns:
@@ -102,6 +102,16 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
         if frame[column].dtype == object:
             frame[column] = frame[column].fillna("").astype(str)
     return Corpus(name, frame.reset_index(drop=True), notes)
+
+
+def speakers_unknown(frame: pd.DataFrame) -> bool:
+    """Whether the rows say nothing about who spoke: no speaker column, or the one
+    ``finish_corpus`` fills with the utterance ids (each utterance its own speaker). Intervals
+    over such "speakers" treat utterances as independent, so reports call it out up front."""
+    if "speaker" not in frame.columns:
+        return True
+    same = frame["speaker"].astype(str) == frame["id"].astype(str)
+    return len(frame) > 0 and bool(same.all())
 
 
 def drop_empty_groups(corpus: Corpus, groupings: list[str]) -> Corpus:
