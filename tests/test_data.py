@@ -436,6 +436,64 @@ def test_hf_columns_are_mapped_by_option(tmp_path: Path, monkeypatch: pytest.Mon
     assert "is not CANONICAL=SOURCE" in odd.stderr
 
 
+def save_hf_speakers(tmp_path: Path, **columns: list[object]) -> Path:
+    """A saved HF dataset of 6 clips by 3 speakers (2 female, 1 male), with the given columns
+    beside its audio and a FLEURS-style ClassLabel gender."""
+    sf.write(tmp_path / "a.wav", tone(0.5, 16_000), 16_000)
+    genders = datasets.ClassLabel(names=["male", "female", "other"])
+    ds = datasets.Dataset.from_dict(
+        {"audio": [str(tmp_path / "a.wav")] * 6, "gender": [1, 1, 0, 0, 1, 1], **columns}
+    )
+    ds = ds.cast_column("audio", datasets.Audio(decode=False)).cast_column("gender", genders)
+    ds.save_to_disk(str(tmp_path / "hf"))
+    return tmp_path / "hf"
+
+
+def test_hf_speaker_id_and_normalized_text_are_asrfairs_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    folder = save_hf_speakers(
+        tmp_path,
+        speaker_id=[7, 7, 8, 8, 9, 9],
+        client_id=["c1", "c2", "c3", "c4", "c5", "c6"],
+        normalized_text=["un", "deux", "trois", "quatre", "cinq", "six"],
+    )
+    args = ["data", "inspect", f"hf:{folder}", "--groups", "gender", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    speakers: dict[str, int] = {}
+    for row in report["groups"]["gender"]:  # one row per (group, side): speakers on each side
+        speakers[row["group"]] = speakers.get(row["group"], 0) + row["n_speakers"]
+    assert sum(r["n_speakers"] for r in report["splits"]) == 3
+    assert speakers == {"female": 2, "male": 1}  # the ClassLabel read as its names
+    # numeric speaker ids are labels: one of the two female speakers goes to the test side
+    assert {(r["group"], r["split"]) for r in report["groups"]["gender"]} >= {("female", "test")}
+    assert f"dataset 'hf:{folder}': speaker is column 'speaker_id', not 'client_id'" in "".join(
+        report["warnings"]
+    )
+    assert not any("every utterance is its own speaker" in w for w in report["warnings"])
+    corpus = load_corpus(f"hf:{folder}", installed().datasets())
+    assert corpus.frame["sentence"].tolist()[:2] == ["un", "deux"]
+    # --columns comes before the aliases: client_id is still there to be chosen
+    chosen = load_corpus(f"hf:{folder}", installed().datasets(), {"speaker": "client_id"})
+    assert chosen.frame["speaker"].nunique() == 6
+    assert not any("speaker is column" in n for n in chosen.notes)
+
+
+def test_hf_dataset_without_speakers_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    folder = save_hf_speakers(tmp_path, transcription=["un", "deux", "trois", "a", "b", "c"])
+    corpus = load_corpus(f"hf:{folder}", installed().datasets())
+    assert corpus.frame["speaker"].nunique() == 6
+    assert "no speaker column: every utterance is its own speaker" in corpus.notes
+    with pytest.raises(AsrfairError, match=r"no sentence column .*--columns sentence=COLUMN"):
+        load_corpus(f"hf:{folder}", installed().datasets(), {"words": "transcription"})
+
+
 def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_path: Path) -> None:
     corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
     # An ID3 tag mpg123 cannot parse: libmpg123 writes a warning to file descriptor 2 itself.
@@ -460,3 +518,35 @@ def test_the_mp3_decoders_own_warnings_stay_off_the_terminal(cv17: Path, tmp_pat
     assert run.returncode == 0, run.stderr
     assert "mpg123" not in run.stderr and "ID3v2" not in run.stderr, run.stderr
     assert "skipped 1 clip(s) that could not be read" in " ".join(run.stderr.split())
+
+
+def test_an_audit_corpus_without_speakers_is_flagged_at_the_top_of_inspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASRFAIR_CACHE", str(tmp_path / "cache"))
+    who = ["a", "a", "b", "b", "c", "c"]  # not a name asrfair knows for speakers
+    folder = save_hf_speakers(tmp_path, text=["un", "deux", "trois", "a", "b", "c"], who=who)
+    args = ["data", "inspect", f"hf:{folder}", "--groups", "gender"]
+    report = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert report["method"]["speakers"] == "unknown"
+    rich = runner.invoke(app, args)
+    assert rich.exit_code == 0, rich.output
+    assert rich.stdout.splitlines()[1].startswith("Speakers unknown: the data has no speaker")
+    named = runner.invoke(app, [*args, "--format", "json", "--columns", "speaker=who"])
+    assert "speakers" not in json.loads(named.stdout)["method"]
+
+
+def test_numeric_speaker_ids_still_split_by_speaker() -> None:
+    """Integer speaker ids (an HF speaker_id column) once matched no test speaker, so every
+    utterance went to training without a word; they are labels like any other."""
+    frame = pd.DataFrame(
+        {
+            "id": [f"u{i}" for i in range(12)],
+            "speaker": [i // 2 for i in range(12)],
+            "gender": ["female"] * 6 + ["male"] * 6,
+        }
+    )
+    split = make_split(frame, stratify=["gender"], seed=0)
+    test = frame[frame["id"].isin(split.ids("test"))]
+    assert set(test["gender"]) == {"female", "male"}
+    assert not set(test["speaker"]) & set(frame[~frame["id"].isin(split.ids("test"))]["speaker"])

@@ -21,7 +21,7 @@ RANKS: dict[str, int] = {
     "stats": 0,
     **dict.fromkeys(["report", "report_model"], 1),  # the Report: data every stage may produce
     **dict.fromkeys(["transcripts", "corpus", "audio", "split", "subsets", "metadata"], 2),
-    **dict.fromkeys(["kaldi", "sclite", "inputs"], 2),  # input formats, on transcripts/corpus
+    **dict.fromkeys(["kaldi", "sclite", "inputs", "hfdata"], 2),  # input formats
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
     **dict.fromkeys(["train", "infer", "trainer_metrics"], 5),
@@ -33,7 +33,7 @@ RANKS: dict[str, int] = {
 # Modules that read a finished run or score transcripts: they must load without torch.
 TORCH_FREE = [
     *("api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"),
-    *("inputs", "kaldi", "sclite"),
+    *("inputs", "kaldi", "sclite", "hfdata"),
 ]
 MODEL_STAGES = {"train", "infer", "pipeline"}
 

@@ -121,7 +121,7 @@ def test_score_arguments_of_the_wrong_type_are_named(kwargs: dict[str, Any], mes
 
 @pytest.mark.parametrize("data", [None, 123, {"ref": ["a"]}, ""])
 def test_score_data_that_is_no_table_is_named(data: Any) -> None:
-    with pytest.raises(AsrfairError, match="data: give a pandas DataFrame or the path"):
+    with pytest.raises(AsrfairError, match=r"data: give a pandas DataFrame, a datasets\.Dataset"):
         asrfair.score(data)
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 
 from asrfair.errors import AsrfairError
 from asrfair.groups import parse_groupings
-from asrfair.inputs import InputOptions, load_input
+from asrfair.hfdata import is_hf_dataset
+from asrfair.inputs import InputOptions, load_dataset_input, load_input
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.plugins import Plugins, installed
 from asrfair.report import Report
@@ -26,6 +27,12 @@ from asrfair.scoring import score as score_table
 from asrfair.stats import StatsConfig, stats_config
 from asrfair.text import Normalizer
 from asrfair.transcripts import IDS_FROM_LINES, Columns, select_columns
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+# What score and compare read: a table in memory, a file, or an HF dataset (one split of it).
+Data: TypeAlias = "pd.DataFrame | str | Path | Dataset | DatasetDict"
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def score(
-    data: pd.DataFrame | str | Path,
+    data: Data,
     *,
     groups: str | Sequence[str] = (),
     ref: str = "ref",
@@ -198,12 +205,17 @@ def score(
     ref_file: str | Path | None = None,
     speaker_from_id: str = "spu_id",
     stm_labels: Sequence[str] = (),
+    split: str | None = None,
     plugins: Plugins | None = None,
 ) -> ScoreResult:
     """WER/CER overall and per group, with speaker-level intervals and gap tests.
 
     ``data`` is a DataFrame or a path with one row per utterance: CSV, TSV, JSONL, a NeMo
-    manifest (``.json``), Parquet, or ``-`` for standard input. Kaldi, sclite ``trn`` and
+    manifest (``.json``), Parquet, ``-`` for standard input, or a ``datasets.Dataset`` (of a
+    ``DatasetDict``, the ``split`` named; a saved one is the path ``hf:FOLDER@SPLIT``). An HF
+    dataset's ``text``/``sentence``... column is the reference and its ``speaker_id``,
+    ``client_id`` or ``speaker`` the speaker, unless ``ref`` and ``speaker`` say otherwise
+    (asrfair.hfdata lists the names in order). Kaldi, sclite ``trn`` and
     ``ctm`` hypotheses take their reference from ``ref_file`` (a Kaldi data directory, a
     ``.trn``, an ``.stm``); ``input_format`` overrides the suffix (see asrfair.inputs).
     Without a ``speaker`` column every utterance is its own speaker, and the report says so.
@@ -214,7 +226,7 @@ def score(
     chosen = plugins.chosen_metrics(_metric_names(metrics))
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
-    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels)
+    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels, split)
     table = _score(
         data,
         columns,
@@ -245,8 +257,8 @@ def score(
 
 
 def compare(
-    a: pd.DataFrame | str | Path,
-    b: pd.DataFrame | str | Path,
+    a: Data,
+    b: Data,
     *,
     groups: str | Sequence[str] = (),
     ref: str = "ref",
@@ -263,18 +275,20 @@ def compare(
     ref_file: str | Path | None = None,
     speaker_from_id: str = "spu_id",
     stm_labels: Sequence[str] = (),
+    split: str | None = None,
     plugins: Plugins | None = None,
 ) -> ScoreResult:
     """System B against system A on the same utterances, paired by id: B - A per group with
     a paired speaker bootstrap, and P(B better). Groups and speakers are taken from A. Inputs
-    are read as by ``score``; with ``ref_file``, A and B are two systems' outputs for it."""
+    are read as by ``score`` (``split`` for both); with ``ref_file``, A and B are two systems'
+    outputs for it."""
     from asrfair.comparison import build_compare_report
 
     plugins = _plugins(plugins)
     normalize = plugins.normalizers().get(normalizer, option="--normalizer")
     groupings = parse_groupings(groups)
     columns = _columns(ref, hyp, id, speaker)
-    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels)
+    options = _input_options(input_format, ref_file, speaker_from_id, stm_labels, split)
     tables = [
         _score(a, columns, groupings, normalize, options),
         _score(b, columns, [], normalize, options),
@@ -351,23 +365,32 @@ def _columns_dict(columns: Columns) -> dict[str, str]:
     return {"ref": columns.ref, "hyp": columns.hyp, "id": columns.id, "speaker": columns.speaker}
 
 
-def _name(data: pd.DataFrame | str | Path) -> str:
-    return "DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+def _name(data: Data) -> str:
+    """How a report's config names an input: a path as given, an object by its type."""
+    if isinstance(data, pd.DataFrame):
+        return "DataFrame"
+    return f"datasets.{type(data).__name__}" if is_hf_dataset(data) else str(data)
 
 
 def _input_options(
-    input_format: str, ref_file: str | Path | None, speaker_from_id: str, stm_labels: Sequence[str]
+    input_format: str,
+    ref_file: str | Path | None,
+    speaker_from_id: str,
+    stm_labels: Sequence[str],
+    split: str | None = None,
 ) -> InputOptions:
     ref = Path(ref_file) if ref_file is not None else None
-    return InputOptions(input_format, ref, speaker_from_id, tuple(stm_labels))
+    return InputOptions(input_format, ref, speaker_from_id, tuple(stm_labels), split)
 
 
 def _input_config(options: InputOptions) -> dict[str, str]:
     """A report read from a Kaldi, trn or stm/ctm input names its reference too, so that it
-    says what was scored; table inputs keep the config they always had."""
+    says what was scored, and one split of an HF dataset its split; table inputs keep the
+    config they always had."""
+    config = {"split": options.split} if options.split is not None else {}
     if options.ref_file is None:
-        return {}
-    return {"input_format": options.format, "reference": str(options.ref_file)}
+        return config
+    return {"input_format": options.format, "reference": str(options.ref_file), **config}
 
 
 def _plugins(plugins: Any) -> Plugins:
@@ -394,7 +417,7 @@ def _metric_names(metrics: Any) -> list[str]:
 
 
 def _score(
-    data: pd.DataFrame | str | Path,
+    data: Data,
     columns: Columns,
     groupings: list[str],
     normalize: Normalizer,
@@ -402,11 +425,13 @@ def _score(
 ) -> ScoreTable:
     if isinstance(data, pd.DataFrame):
         frame = select_columns(data, columns, groupings, source="DataFrame")
+    elif is_hf_dataset(data):
+        frame = load_dataset_input(data, options.split, columns, groupings)
     elif isinstance(data, str | Path) and str(data):
         frame = load_input(Path(data), columns, groupings, options)
     else:
         raise AsrfairError(
-            f"data: give a pandas DataFrame or the path of a transcripts file, not "
-            f"{type(data).__name__} {str(data)[:40]!r}"
+            "data: give a pandas DataFrame, a datasets.Dataset or the path of a transcripts "
+            f"file, not {type(data).__name__} {str(data)[:40]!r}"
         )
     return score_table(frame, normalize, groupings=groupings)

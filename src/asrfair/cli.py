@@ -150,8 +150,8 @@ InputFormatOpt = Annotated[
     str,
     typer.Option(
         "--input-format",
-        help="auto (by suffix; '-' by its first line), csv, tsv, jsonl, nemo, parquet, or, "
-        "with --ref-file, kaldi, trn or ctm.",
+        help="auto (by suffix; '-' by its first line; hf:FOLDER or a saved dataset's folder), "
+        "csv, tsv, jsonl, nemo, parquet, hf, or, with --ref-file, kaldi, trn or ctm.",
     ),
 ]
 RefFileOpt = Annotated[
@@ -286,8 +286,8 @@ def score_command(
     file: Annotated[
         Path,
         typer.Argument(
-            help="Transcripts (.csv .tsv .jsonl .json .parquet, - for stdin), or hypotheses "
-            "(Kaldi text, .trn, .ctm) with --ref-file."
+            help="Transcripts (.csv .tsv .jsonl .json .parquet, - for stdin, hf:FOLDER[@SPLIT] "
+            "saved by datasets), or hypotheses (Kaldi text, .trn, .ctm) with --ref-file."
         ),
     ],
     *,

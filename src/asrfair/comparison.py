@@ -16,7 +16,7 @@ import numpy as np
 from asrfair import __version__
 from asrfair.errors import AsrfairError
 from asrfair.metrics import MetricContext
-from asrfair.report import Report
+from asrfair.report import Report, speakers_method
 from asrfair.runs import load_run
 from asrfair.scoring import ScoreTable
 from asrfair.stats import StatsConfig, paired
@@ -89,6 +89,7 @@ def build_compare_report(
     method["interval_method"] = "paired cluster-bootstrap percentile interval of B - A"
     method["bootstrap"] = f"cluster over {ctx.unit}s, paired" if cfg.intervals_on else "none"
     method["draws"] = cfg.n_boot
+    method |= speakers_method(table_a.speakers_unknown)
     method["comparison"] = (
         "paired bootstrap (Bisani & Ney 2004): B - A on the same draws; P(B better), "
         "P(A better) and P(tie) are shares of draws"

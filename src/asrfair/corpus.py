@@ -83,6 +83,8 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
         raise AsrfairError(f"dataset {name!r} has no {', '.join(missing)} column; it has: {have}")
     frame = frame.copy()
     frame["id"] = frame["id"].astype(str)
+    if "speaker" in frame.columns:  # numeric speaker ids (HF speaker_id) are labels, not numbers
+        frame["speaker"] = frame["speaker"].astype("string").fillna("").astype(str)
     if frame["id"].duplicated().any():
         dup = frame["id"][frame["id"].duplicated()].iloc[0]
         raise AsrfairError(
@@ -90,7 +92,7 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
             "column, ids are the audio file names without their suffix); give each row a "
             "unique id column"
         )
-    if "speaker" not in frame.columns:
+    if "speaker" not in frame.columns:  # see speakers_unknown
         frame["speaker"] = frame["id"]
         notes.append("no speaker column: every utterance is its own speaker")
     if "split" not in frame.columns:
@@ -102,6 +104,16 @@ def finish_corpus(name: str, frame: pd.DataFrame, notes: list[str] | None = None
         if frame[column].dtype == object:
             frame[column] = frame[column].fillna("").astype(str)
     return Corpus(name, frame.reset_index(drop=True), notes)
+
+
+def speakers_unknown(frame: pd.DataFrame) -> bool:
+    """Whether the rows say nothing about who spoke: no speaker column, or the one
+    ``finish_corpus`` fills with the utterance ids (each utterance its own speaker). Intervals
+    over such "speakers" treat utterances as independent, so reports call it out up front."""
+    if "speaker" not in frame.columns:
+        return True
+    same = frame["speaker"].astype(str) == frame["id"].astype(str)
+    return len(frame) > 0 and bool(same.all())
 
 
 def drop_empty_groups(corpus: Corpus, groupings: list[str]) -> Corpus:
@@ -160,21 +172,31 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.D
 
 def resolve_aliases(
     frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]], name: str
-) -> pd.DataFrame:
-    """Rename the first alias present to its canonical name, unless the canonical is there."""
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rename the first alias present to its canonical name, unless the canonical is there.
+
+    Where several aliases are present (``speaker_id`` beside ``client_id``), the order of
+    ``aliases`` decides and a note says which was used, so that a report never rests on a
+    silent choice; a canonical column (or one named by ``--columns``) is used without one."""
+    notes = []
     for canonical, candidates in aliases.items():
-        if canonical in frame.columns:
-            continue
-        found = next((a for a in candidates if a in frame.columns), None)
-        if found is not None:
-            frame = frame.rename(columns={found: canonical})
-        elif canonical in ("audio", "sentence"):
+        present = [a for a in dict.fromkeys((canonical, *candidates)) if a in frame.columns]
+        if present and present[0] != canonical:
+            frame = frame.rename(columns={present[0]: canonical})
+            if len(present) > 1:
+                others = ", ".join(repr(a) for a in present[1:])
+                notes.append(
+                    f"dataset {name!r}: {canonical} is column {present[0]!r}, not {others} "
+                    f"(the first of {', '.join(candidates)}); choose another with "
+                    f"--columns {canonical}=COLUMN"
+                )
+        if not present and canonical in ("audio", "sentence"):
             have = ", ".join(map(str, frame.columns))
             raise AsrfairError(
                 f"dataset {name!r}: no {canonical} column (one of {', '.join(candidates)}); "
                 f"columns are: {have}; name yours with --columns {canonical}=COLUMN"
             )
-    return frame
+    return frame, notes
 
 
 def resolve_audio_paths(frame: pd.DataFrame, root: Path, name: str) -> tuple[pd.DataFrame, str]:
@@ -204,8 +226,8 @@ def load_corpus(
     loaded = loader(arg)
     corpus = loaded if isinstance(loaded, Corpus) else Corpus(spec, loaded)
     frame = map_columns(corpus.frame, columns or {}, corpus.name)
-    frame = resolve_aliases(frame, corpus.aliases, corpus.name)
-    notes = list(corpus.notes)
+    frame, notes = resolve_aliases(frame, corpus.aliases, corpus.name)
+    notes = list(corpus.notes) + notes
     if corpus.root is not None and "audio" in frame.columns:
         frame, note = resolve_audio_paths(frame, corpus.root, corpus.name)
         notes += [note] if note else []

@@ -11,10 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from asrfair.errors import AsrfairError
+from asrfair.hfdata import (
+    SENTENCE_COLUMNS,
+    SPEAKER_COLUMNS,
+    hf_frame,
+    load_hf_dataset,
+    one_split,
+    parse_hf_spec,
+)
 from asrfair.kaldi import load_kaldi
 from asrfair.sclite import load_stm_ctm, load_trn
 from asrfair.transcripts import (
@@ -32,9 +41,20 @@ from asrfair.transcripts import (
 )
 
 PAIRED = ("kaldi", "trn", "ctm")  # formats whose reference is a file of its own
-INPUT_FORMATS = ("auto", *TABLE_KINDS, "nemo", *PAIRED)
-# NeMo's manifest keys, used where the user named no column and asrfair's own is absent.
-NEMO_COLUMNS = {"ref": "text", "hyp": "pred_text", "id": "audio_filepath"}
+INPUT_FORMATS = ("auto", *TABLE_KINDS, "nemo", "hf", *PAIRED)
+HF_PREFIX = "hf:"  # asrfair score hf:PATH[@SPLIT], as --dataset hf:... names one
+# A format's own names for asrfair's columns, in order of preference: used where the user
+# named no column and asrfair's own is absent (NeMo's manifest keys; HF datasets' names).
+NEMO_COLUMNS: dict[str, tuple[str, ...]] = {
+    "ref": ("text",),
+    "hyp": ("pred_text",),
+    "id": ("audio_filepath",),
+}
+FORMAT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "nemo": NEMO_COLUMNS,
+    "jsonl": NEMO_COLUMNS,
+    "hf": {"ref": SENTENCE_COLUMNS, "speaker": SPEAKER_COLUMNS},
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,7 @@ class InputOptions:
     ref_file: Path | None = None
     speaker_from_id: str = "spu_id"  # trn: the speaker as a prefix of the utterance id
     stm_labels: tuple[str, ...] = ()  # stm: names of the <label> columns, in order
+    split: str | None = None  # an HF DatasetDict's split, unless hf:PATH@SPLIT names one
 
 
 def detect_format(path: Path, options: InputOptions) -> str:
@@ -58,6 +79,8 @@ def detect_format(path: Path, options: InputOptions) -> str:
     ref = options.ref_file
     if ref is not None:
         return _paired_format(path, ref)
+    if str(path).startswith(HF_PREFIX) or is_saved_dataset(path):
+        return "hf"
     if path != STDIN and path.is_dir():
         raise AsrfairError(
             f"{path} is a folder; for a Kaldi data directory pass the decode's text file and "
@@ -72,6 +95,22 @@ def detect_format(path: Path, options: InputOptions) -> str:
     if path == STDIN:
         return "auto"  # a table told by its first line (see transcripts.sniff_kind)
     return "nemo" if suffix == ".json" else FORMATS.get(suffix, "unknown")
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` (or a DatasetDict's)."""
+    return path != STDIN and any(
+        (path / name).is_file() for name in ("state.json", "dataset_dict.json")
+    )
+
+
+def read_hf(spec: str, where: str, split: str | None = None) -> pd.DataFrame:
+    """``[hf:]PATH[@SPLIT]``: one split of a saved HF dataset (or a hub name, with network);
+    ``split`` is the one to read where the spec names none."""
+    name, config, named = parse_hf_spec(spec.removeprefix(HF_PREFIX))
+    loaded = load_hf_dataset(name, config, where)
+    _, ds = one_split(loaded, named or split, where, how=f"{HF_PREFIX}{name}@SPLIT")
+    return hf_frame(ds)
 
 
 def _paired_format(path: Path, ref: Path) -> str:
@@ -104,6 +143,8 @@ def read_input(path: Path, options: InputOptions) -> tuple[pd.DataFrame, str]:
             f"--ref-file is for Kaldi, trn and stm/ctm inputs; {source_name(path)} is read as "
             f"{kind}, which holds references and hypotheses together"
         )
+    if kind == "hf":
+        return read_hf(str(path), source_name(path), options.split), kind
     if path == STDIN:
         if kind == "parquet":
             raise AsrfairError("-: Parquet is read from a file, not from standard input")
@@ -135,17 +176,19 @@ def _read_paired(path: Path, kind: str, options: InputOptions) -> pd.DataFrame:
 
 
 def format_columns(frame: pd.DataFrame, columns: Columns, kind: str) -> Columns:
-    """NeMo names the reference ``text`` and the hypothesis ``pred_text``: those are used for
-    asrfair's columns that the user did not name and the manifest does not have."""
-    if kind not in ("nemo", "jsonl"):
-        return columns
+    """A format's own column names (NeMo's ``text`` and ``pred_text``; an HF dataset's
+    ``text``, ``speaker_id``...) for asrfair's columns that the user did not name and the
+    table does not have; the first one present is used."""
+    names = FORMAT_COLUMNS.get(kind, {})
 
     def pick(role: str) -> str:
-        own, nemo = getattr(columns, role), NEMO_COLUMNS[role]
-        unnamed = own == role and role not in columns.explicit
-        return nemo if unnamed and own not in frame.columns and nemo in frame.columns else own
+        own = str(getattr(columns, role))
+        if own != role or role in columns.explicit or own in frame.columns:
+            return own
+        return next((c for c in names[role] if c in frame.columns), own)
 
-    return replace(columns, ref=pick("ref"), hyp=pick("hyp"), id=pick("id"))
+    chosen: dict[str, Any] = {role: pick(role) for role in names}
+    return replace(columns, **chosen)
 
 
 def load_input(
@@ -157,5 +200,17 @@ def load_input(
     """asrfair's columns (``id``, ``ref``, ``hyp``, ``speaker``, groups) from any input."""
     frame, kind = read_input(path, options or InputOptions())
     columns = format_columns(frame, columns or Columns(), kind)
-    line = None if kind in PAIRED else line_of(_table(kind))
+    line = None if kind in (*PAIRED, "hf") else line_of(_table(kind))
     return select_columns(frame, columns, groupings, source=source_name(path), line=line)
+
+
+def load_dataset_input(
+    data: Any, split: str | None, columns: Columns, groupings: Sequence[str] = ()
+) -> pd.DataFrame:
+    """asrfair's columns from a ``datasets.Dataset`` handed in from Python, or from the
+    ``split`` of a ``DatasetDict``, read as ``score hf:PATH@SPLIT`` reads a saved one."""
+    where = f"datasets.{type(data).__name__}"
+    _, ds = one_split(data, split, where, how="split='NAME'")
+    frame = hf_frame(ds)
+    columns = format_columns(frame, columns, "hf")
+    return select_columns(frame, columns, groupings, source=where)

@@ -27,10 +27,11 @@ from asrfair.corpus import (
     drop_empty_groups,
     load_corpus,
     normalise_sentences,
+    speakers_unknown,
 )
 from asrfair.groups import group_labels
 from asrfair.registry import Registry
-from asrfair.report import Report
+from asrfair.report import Report, speakers_method
 from asrfair.split import Split, make_split
 
 
@@ -108,7 +109,7 @@ def inspect_report(
         "dataset": corpus.name,
         "splits": _summary_rows(frame, None),
         "groups": {g: _summary_rows(frame, group_labels(frame, g)) for g in groupings},
-        "method": {"split": split.method},
+        "method": {"split": split.method, **speakers_method(speakers_unknown(corpus.frame))},
         "warnings": warnings,
         "config": {"asrfair_version": __version__, "dataset": corpus.name, "groups": groupings},
     }

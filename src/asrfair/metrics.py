@@ -17,7 +17,7 @@ import pandas as pd
 from asrfair import __version__
 from asrfair.errors import AsrfairError
 from asrfair.groups import group_labels
-from asrfair.report import Report
+from asrfair.report import Report, speakers_method
 from asrfair.report_model import ScoreBody
 from asrfair.scoring import ScoreTable
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
@@ -277,7 +277,11 @@ def run_metrics(
         "groups": {g: list(entries.values()) for g, entries in ctx.groups.items()},
         "gaps": ctx.gaps,
         "gap_notes": ctx.gap_notes,
-        "method": {**cfg.method(ctx.unit), "metrics": list(names)},
+        "method": {
+            **cfg.method(ctx.unit),
+            "metrics": list(names),
+            **speakers_method(table.speakers_unknown),
+        },
         "dropped": dropped,
         "warnings": list(table.notes) + ctx.warnings,
         "config": {"asrfair_version": __version__, **(config or {})},

@@ -114,6 +114,26 @@ def format_cell(cell: Cell) -> str:
     return str(cell)
 
 
+SPEAKERS_UNKNOWN = (
+    "Speakers unknown: the data has no speaker column, so every utterance counts as its own "
+    "speaker. Intervals and gap tests then treat utterances as independent and are too narrow "
+    "if speakers recur; name the speaker column (--columns speaker=COLUMN for a dataset, "
+    "--speaker-col for transcripts)."
+)
+
+
+def speakers_method(unknown: bool) -> dict[str, str]:
+    """The ``method`` field that flags a report whose speakers are unknown (absent otherwise,
+    so reports with speakers keep the JSON they always had)."""
+    return {"speakers": "unknown"} if unknown else {}
+
+
+def headline(report: Report) -> list[str]:
+    """What every exporter prints first, under the title: facts that change how every number
+    below reads, which a warning line at the end would leave to be missed."""
+    return [SPEAKERS_UNKNOWN] if report.body.method.speakers == "unknown" else []
+
+
 def _typed_method(method: Method | Mapping[str, Any]) -> Method:
     """Plots and the API hold the method as JSON; the sentences below read the typed one."""
     return method if isinstance(method, Method) else Method.from_json(dict(method))

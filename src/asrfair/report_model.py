@@ -328,6 +328,7 @@ class Method(Record):
     permutations: int | None = None
     p_adjust_family: str | None = None
     split: str | None = None
+    speakers: str | None = None  # "unknown": every utterance counted as its own speaker
 
     @classmethod
     def from_json(cls, data: Json) -> Method:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
+from asrfair.corpus import speakers_unknown
 from asrfair.text import collapse_spaces
 from asrfair.transcripts import NOTES
 
@@ -66,6 +67,11 @@ class ScoreTable:
     @property
     def has_speakers(self) -> bool:
         return "speaker" in self.frame.columns
+
+    @property
+    def speakers_unknown(self) -> bool:
+        """No speakers, or an audit corpus's stand-ins (asrfair.corpus.speakers_unknown)."""
+        return speakers_unknown(self.frame)
 
     @property
     def word_errors(self) -> np.ndarray:

@@ -78,7 +78,8 @@ def speaker_split(
             test_speakers.add(str(speaker))
             taken += int(counts[speaker])
     side = pd.Series(
-        np.where(frame["speaker"].isin(test_speakers), "test", "train"), index=frame["id"].values
+        np.where(frame["speaker"].astype(str).isin(test_speakers), "test", "train"),
+        index=frame["id"].values,
     )
     method = f"speaker-disjoint, test fraction {test_fraction:g}, seed {seed}"
     if stratify:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from asrfair import hookimpl
 from asrfair.corpus import Corpus, DatasetLoader
 from asrfair.errors import AsrfairError
-from asrfair.files import replacing
+from asrfair.hfdata import (
+    SENTENCE_COLUMNS,
+    SPEAKER_COLUMNS,
+    audio_columns,
+    hf_frame,
+    load_hf_dataset,
+    parse_hf_spec,
+    split_parts,
+)
 from asrfair.kaldi import load_kaldi_corpus
 from asrfair.registry import Register
 from asrfair.transcripts import FIELD_LIMIT, read_table
@@ -96,7 +102,7 @@ def load_commonvoice(arg: str | None) -> Corpus:
 MANIFEST_ALIASES = {
     "audio": ("audio", "audio_filepath", "path", "audio_path", "file", "filepath"),
     "sentence": ("sentence", "text", "transcript", "ref"),
-    "speaker": ("speaker", "client_id", "speaker_id"),
+    "speaker": SPEAKER_COLUMNS,
 }
 
 
@@ -118,81 +124,31 @@ def load_manifest(arg: str | None) -> Corpus:
     return Corpus(f"manifest:{path}", read_table(path), root=path.parent, aliases=MANIFEST_ALIASES)
 
 
-HF_ALIASES = {
-    "sentence": ("sentence", "text", "transcription", "transcript"),
-    "speaker": ("speaker", "speaker_id"),
-}
-
-
-def parse_hf_spec(arg: str) -> tuple[str, str | None, str | None]:
-    """``NAME_OR_PATH[:CONFIG][@SPLIT]``."""
-    rest, _, split = arg.partition("@")
-    name, _, config = rest.partition(":")
-    return name, config or None, split or None
-
-
-def _materialise(audio: Any, out_dir: Path) -> str:
-    """A path for an undecoded HF audio value: its own path, or its bytes written once."""
-    if isinstance(audio, str):
-        return audio
-    path, data = audio.get("path"), audio.get("bytes")
-    if data:
-        digest = hashlib.sha1(data).hexdigest()
-        target = out_dir / f"{digest}{Path(path or '').suffix or '.wav'}"
-        # Named by its content: a file of the right size is that content, anything else (a
-        # write cut short) is written again, whole or not at all.
-        if not target.is_file() or target.stat().st_size != len(data):
-            with replacing(target) as tmp:
-                tmp.write_bytes(data)
-        return str(target)
-    return str(path or "")
-
-
 def load_hf(arg: str | None) -> Corpus:
-    """``hf:NAME_OR_PATH[:CONFIG][@SPLIT]``: audio read undecoded (path or bytes) by our stage."""
+    """``hf:NAME_OR_PATH[:CONFIG][@SPLIT]``: audio read undecoded (path or bytes) by our stage.
+
+    The dataset's own column names are left for ``load_corpus``, which applies ``--columns``
+    first and then the aliases below (asrfair.hfdata names them, in order of preference)."""
     if not arg:
         raise AsrfairError("--dataset hf:NAME_OR_PATH[:CONFIG][@SPLIT] needs a name or folder")
-    import datasets
-
     from asrfair.audio import default_cache_dir
 
     name, config, split = parse_hf_spec(arg)
-    try:
-        if Path(name).expanduser().is_dir():
-            loaded = datasets.load_from_disk(str(Path(name).expanduser()))
-        else:
-            loaded = datasets.load_dataset(name, config)
-    except Exception as exc:
-        raise AsrfairError(
-            f"hf:{arg}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "without network, pass a folder saved with Dataset.save_to_disk"
-        ) from None
-    if isinstance(loaded, datasets.DatasetDict):
-        splits = [split] if split else list(loaded)
-        unknown = [s for s in splits if s not in loaded]
-        if unknown:
-            raise AsrfairError(
-                f"hf:{arg}: no split {unknown[0]!r}; splits are: {', '.join(loaded)}"
-            )
-        parts = [(s, loaded[s]) for s in splits]
-    else:
-        parts = [(split or "", loaded)]
-    frames = []
-    for split_name, ds in parts:
-        audio_cols = [c for c, f in ds.features.items() if isinstance(f, datasets.Audio)]
-        for column in audio_cols:
-            ds = ds.cast_column(column, datasets.Audio(decode=False))
-        frame = ds.to_pandas()
-        assert isinstance(frame, pd.DataFrame)
-        column = audio_cols[0] if audio_cols else ("audio" if "audio" in frame.columns else "path")
-        out_dir = default_cache_dir() / "hf-audio"
-        frame["audio"] = [_materialise(a, out_dir) for a in frame[column]]
-        frame["split"] = split_name
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True).rename(columns=CV_RENAME)
+    where = f"hf:{arg}"
+    frames, audio_cols = [], []
+    for split_name, ds in split_parts(load_hf_dataset(name, config, where), split, where):
+        audio_cols += [c for c in audio_columns(ds) if c not in audio_cols]
+        frames.append(hf_frame(ds, default_cache_dir() / "hf-audio").assign(split=split_name))
+    frame = pd.concat(frames, ignore_index=True)
     if "id" not in frame.columns:
         frame["id"] = [f"{s}-{i}" if s else str(i) for i, s in enumerate(frame["split"])]
-    return Corpus(f"hf:{arg}", frame, aliases=HF_ALIASES)
+    aliases = {
+        "audio": (*audio_cols, "audio", "path", "audio_filepath", "file"),
+        "sentence": SENTENCE_COLUMNS,
+        "speaker": SPEAKER_COLUMNS,
+        "accents": ("accents", "accent"),
+    }
+    return Corpus(where, frame, aliases=aliases)
 
 
 DEMO_DIR = "cv-fr-demo"

@@ -22,6 +22,7 @@ from asrfair.report import (
     TableView,
     format_cell,
     gap_label,
+    headline,
     method_sentence,
     report_tables,
     report_title,
@@ -71,6 +72,7 @@ def _rich_text(text: str, style: str = "") -> Text:
 
 def to_rich(report: Report) -> RenderableType:
     parts: list[RenderableType] = [_rich_text(report_title(report), style="bold")]
+    parts.extend(_rich_text(line, style="bold red") for line in headline(report))
     for view in report_tables(report):
         header, rows = _cells(view)
         title = _rich_text(view.title, style="table.title")
@@ -94,6 +96,7 @@ def to_json(report: Report) -> str:
 
 def to_markdown(report: Report) -> str:
     out = [f"# {markdown_escape(report_title(report))}", ""]
+    out += [line for text in headline(report) for line in (f"> **{markdown_escape(text)}**", "")]
     for view in report_tables(report):
         header, cells = _cells(view)
         rows = _texts(cells, markdown_escape, "**{}**")
@@ -157,7 +160,10 @@ def _label(title: str) -> str:
 def to_latex(report: Report) -> str:
     """One booktabs table per view, ready for ``\\input``; each caption states the method."""
     method = latex_escape(method_sentence(report.method))
+    # A table may be \input alone, so each caption opens with the headline too.
+    first = "".join(f"{latex_escape(text)} " for text in headline(report))
     out = [f"% {latex_escape(report_title(report))} (asrfair {__version__})"]
+    out += [f"% {latex_escape(text)}" for text in headline(report)]
     out.append("% needs \\usepackage{booktabs}")
     for view in report_tables(report):
         header, cells = _cells(view)
@@ -165,7 +171,7 @@ def to_latex(report: Report) -> str:
         header = [latex_escape(h) for h in header]
         align = "".join("l" if i == 0 or h == "value" else "r" for i, h in enumerate(header))
         notes = " ".join(latex_escape(n) for n in view.notes)
-        caption = f"{latex_escape(view.title)}. {notes + ' ' if notes else ''}{method}"
+        caption = f"{latex_escape(view.title)}. {first}{notes + ' ' if notes else ''}{method}"
         out += [
             "\\begin{table}[t]",
             "\\centering",
