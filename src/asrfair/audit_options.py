@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from asrfair.errors import AsrfairError
+from asrfair.files import read_toml
 from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.metrics import DEFAULT_METRICS
@@ -252,14 +252,7 @@ def normalise(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
 def read_config(path: Path) -> dict[str, Any]:
     """An audit config file (TOML): the option names at the top, and optionally [train] and
     [statistics] tables keyed as in a study file; every mistake names the file and the key."""
-    if path.is_dir():
-        raise AsrfairError(f"--config {path}: a folder; give the TOML file of audit options")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AsrfairError(f"--config {path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AsrfairError(f"--config {path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, f"--config {path}", "the TOML file of audit options")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         is_table = key in SECTIONS and isinstance(value, dict)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from asrfair.errors import AsrfairError
 
@@ -87,3 +89,16 @@ def read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise AsrfairError(f"{path}: not UTF-8 (offset {exc.start}); the file is damaged") from None
     return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def read_toml(path: Path, named: str, what: str) -> dict[str, Any]:
+    """A TOML file of options (``--config``, a study file); ``named`` is how messages name it
+    (``--config audit.toml``) and ``what`` says what belongs there when a folder is given."""
+    if path.is_dir():
+        raise AsrfairError(f"{named}: a folder; give {what}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AsrfairError(f"{named}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AsrfairError(f"{named}: not valid TOML ({exc})") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from asrfair import __version__, files
 from asrfair.audit_options import AUDIT_OPTIONS, SECTIONS, SEEDS, AuditOptions, RunSettings, typed
 from asrfair.errors import AsrfairError
+from asrfair.files import read_toml
 from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
 from asrfair.plugins import Plugins
@@ -102,14 +102,7 @@ def _train_config(path: Path, name: str, table: dict[str, Any], seed: int) -> Tr
 
 def load_study(path: Path, plugins: Plugins) -> Study:
     """Read and check a study file; every mistake names the table and key."""
-    if path.is_dir():
-        raise AsrfairError(f"{path}: a folder; give the study file (TOML), e.g. examples/*.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AsrfairError(f"{path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AsrfairError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, str(path), "the study file (TOML), e.g. examples/*.toml")
     _check_keys(str(path), raw, list(TOP_KEYS))
     study = _table(f"{path} [study]", raw.get("study", {}))
     _check_keys(f"{path} [study]", study, list(STUDY_KEYS))
