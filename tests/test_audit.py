@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -547,3 +548,35 @@ def test_the_python_api_runs_the_cli_audit(tiny_cv: Path, tiny_model: Path, tmp_
     assert configs[0]["options"] == configs[1]["options"]
     with pytest.raises(AsrfairError, match=r"asrfair.audit\(\): unknown option 'lerning_rate'"):
         asrfair.audit(lerning_rate=1e-3, out=tmp_path / "bad")
+
+
+def test_an_in_memory_dataset_is_audited_and_named_by_its_fingerprint(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """asrfair.audit(dataset=Dataset): the same rows as the Common Voice folder they came from,
+    saved once under the cache and recorded as an hf: folder that a resume can read again."""
+    import datasets
+
+    import asrfair
+
+    table = pd.read_csv(tiny_cv / "validated.tsv", sep="\t", dtype=str, keep_default_na=False)
+    ds = datasets.Dataset.from_dict(
+        {
+            "id": [Path(p).stem for p in table["path"]],
+            "audio": [str(tiny_cv / "clips" / p) for p in table["path"]],
+            "sentence": table["sentence"].tolist(),
+            "client_id": table["client_id"].tolist(),
+            "gender": table["gender"].tolist(),
+        }
+    )
+    common = {"model": str(tiny_model), "groups": ["gender"], "no_train": True}
+    common |= {"bootstrap": 200, "permutations": 200, "workers": 1}
+    from_ds = asrfair.audit(ds, out=tmp_path / "ds", **common)
+    from_cv = asrfair.audit(f"commonvoice:{tiny_cv}", out=tmp_path / "cv", **common)
+    assert from_ds is not None and from_cv is not None
+    spec = _json(tmp_path / "ds" / "config.json")["options"]["dataset"]
+    assert spec.startswith("hf:") and Path(spec[3:]).is_dir()
+    assert from_ds.overall["n_utterances"] == from_cv.overall["n_utterances"]
+    assert from_ds.overall["n_speakers"] == from_cv.overall["n_speakers"]
+    again = asrfair.audit(ds, out=tmp_path / "ds", resume=True, **common)  # the same folder
+    assert again is not None and again.report.data["overall"] == from_ds.report.data["overall"]

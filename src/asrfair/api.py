@@ -16,7 +16,7 @@ import pandas as pd
 
 from asrfair.errors import AsrfairError
 from asrfair.groups import parse_groupings
-from asrfair.hfdata import is_hf_dataset
+from asrfair.hfdata import is_hf_dataset, saved_for_audit
 from asrfair.inputs import InputOptions, load_dataset_input, load_input
 from asrfair.metrics import DEFAULT_METRICS, run_metrics
 from asrfair.plugins import Plugins, installed
@@ -320,7 +320,7 @@ def paired_stats(bootstrap: int, seed: int, confidence: float, min_speakers: int
 
 
 def audit(
-    dataset: str | None = None,
+    dataset: Any = None,
     *,
     model: str | None = None,
     train_subset: str | None = None,
@@ -339,6 +339,10 @@ def audit(
     from asrfair.audit_options import resolve_audit
     from asrfair.pipeline import run_plan
 
+    if is_hf_dataset(dataset):  # an in-memory Dataset: saved once, named by its fingerprint
+        from asrfair.audio import default_cache_dir
+
+        dataset = saved_for_audit(dataset, default_cache_dir().parent / "datasets")
     named: dict[str, Any] = {"dataset": dataset, "model": model, "train_subset": train_subset}
     named |= {"groups": groups, "out": out}
     given = {k: v for k, v in named.items() if v is not None} | options

@@ -12,6 +12,8 @@ their embedded bytes written once to a file that asrfair's own audio stage reads
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,24 @@ def _materialise(audio: Any, out_dir: Path) -> str:
                 tmp.write_bytes(data)
         return str(target)
     return str(path or "")
+
+
+def saved_for_audit(data: Any, root: Path) -> str:
+    """An in-memory Dataset or DatasetDict as an ``hf:`` spec an audit can record and resume:
+    it is saved once under ``root``, named by its fingerprint (the same data, the same folder),
+    so the run's config.json names data that can be read again."""
+    parts = [data] if not hasattr(data, "keys") else [data[k] for k in sorted(data.keys())]
+    prints = [getattr(part, "_fingerprint", None) for part in parts]
+    if not all(prints):
+        raise AsrfairError(
+            "dataset: this Dataset has no fingerprint to name it by; save it with "
+            "save_to_disk(FOLDER) and pass dataset='hf:FOLDER'"
+        )
+    key = hashlib.sha256("|".join(map(str, prints)).encode()).hexdigest()[:16]
+    folder = root / f"dataset-{key}"
+    if not folder.is_dir():
+        partial = root / f".dataset-{key}.{os.getpid()}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        data.save_to_disk(str(partial))
+        os.replace(partial, folder)  # whole or not at all: a crash leaves no half dataset
+    return f"hf:{folder}"
