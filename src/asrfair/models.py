@@ -273,15 +273,30 @@ def load_processor(model: str, adapter: str = "") -> Any:
             "(preprocessor_config.json, tokenizer files); save the processor beside the weights"
         )
     if adapter and nested_vocab_languages(model):
-        processor.tokenizer.set_target_lang(adapter)
+        try:
+            processor.tokenizer.set_target_lang(adapter)
+        except ValueError as exc:
+            raise adapter_error(adapter, model, exc) from None
     return processor
 
 
-def apply_adapter(net: Any, adapter: str) -> Any:
+def apply_adapter(net: Any, adapter: str, model: str) -> Any:
     """MMS: swap in the language's adapter layers and CTC head (``adapter.<lang>.safetensors``)."""
-    if adapter:
+    if not adapter:
+        return net
+    try:
         net.load_adapter(adapter)
+    except Exception as exc:
+        raise adapter_error(adapter, model, exc) from None
     return net
+
+
+def adapter_error(adapter: str, model: str, exc: Exception) -> AsrfairError:
+    """The adapter's weights or vocabulary did not load: name --adapter and the checkpoint."""
+    return AsrfairError(
+        f"--adapter {adapter}: --model {model} could not load it ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}); name one of its adapter.LANG files"
+    )
 
 
 def load_transcriber(choice: ModelChoice, device: torch.device) -> Transcriber | Seq2SeqTranscriber:
@@ -298,9 +313,9 @@ def load_transcriber(choice: ModelChoice, device: torch.device) -> Transcriber |
             return Seq2SeqTranscriber(seq2seq, processor, device, choice.generate_options())
         from transformers import AutoModelForCTC
 
-        ctc = apply_adapter(AutoModelForCTC.from_pretrained(choice.path), choice.adapter)
+        ctc = AutoModelForCTC.from_pretrained(choice.path)
     except AsrfairError:
         raise
     except Exception as exc:
         raise model_load_error(choice.path, exc) from None
-    return Transcriber(ctc, processor, device)
+    return Transcriber(apply_adapter(ctc, choice.adapter, choice.path), processor, device)
