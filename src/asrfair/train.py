@@ -143,9 +143,9 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(model, **overrides)
         net = AutoModelForCTC.from_pretrained(model, config=config, ignore_mismatched_sizes=True)
-        apply_adapter(net, adapter)  # its head is the language's, sized by its vocabulary
     except Exception as exc:
         raise model_load_error(model, exc) from None
+    apply_adapter(net, adapter, model)  # its head is the language's, sized by its vocabulary
     if reinit_head or net.lm_head.out_features != len(vocab):
         fresh_head(net, len(vocab), cfg.seed)  # different output units
     return net
