@@ -203,36 +203,44 @@ def print_table(header: str, rows: list[tuple[str, float]], audio_s: float, n: i
         print(f"| speed-up over the {name.split(' (')[0]} | {seconds / ours:.1f}x | | |")
 
 
-def precision_name(device: torch.device, fp32: bool) -> str:
+def report(
+    args: argparse.Namespace,
+    model: Any,
+    waves: list[np.ndarray],
+    baselines: list[tuple[str, float]],
+    ours_s: float,
+    what: str,
+    detail: str = "",
+) -> None:
+    """The table of one run: the device, model and clips, each baseline, then asrfair's path."""
+    device = pick_device(args.device)
+    audio_s = sum(len(w) for w in waves) / 16_000
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
     mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32" if device.type != "cuda" or fp32 else mixed
+    precision = "fp32" if device.type != "cuda" or args.fp32 else mixed
+    header = (
+        f"device: {describe(device)}; model: {what} {args.size} ({n_params:.2f} M parameters"
+        f"{detail}); "
+        f"{args.clips} clips, {audio_s:.0f} s of audio"
+    )
+    ours = f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches)"
+    print_table(header, [*baselines, (ours, ours_s)], audio_s, args.clips)
 
 
 def run_ctc(args: argparse.Namespace, root: Path, device: torch.device) -> None:
     model, processor = make_model(args.size, root / "model")
     clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
-    audio_s = sum(len(w) for w in waves) / 16_000
     transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
     transcriber(waves[:2])  # warm-up, both paths
     notebook_loop(model, processor, waves[:2], device)
     loop_s = notebook_loop(model, processor, waves, device)
     map_s = notebook_map(model, processor, waves, device)
     ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
-    n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    header = (
-        f"device: {describe(device)}; model: CTC {args.size} ({n_params:.1f} M parameters); "
-        f"{args.clips} clips, {audio_s:.0f} s of audio"
-    )
-    rows = [
+    baselines = [
         ("notebook loop (fp32, one clip at a time)", loop_s),
         ("notebook recipe (fp32, Dataset.map, one clip at a time)", map_s),
-        (
-            f"asrfair batched, sorted ({precision_name(device, args.fp32)}, "
-            f"{args.batch_seconds:g} s batches)",
-            ours_s,
-        ),
     ]
-    print_table(header, rows, audio_s, args.clips)
+    report(args, model, waves, baselines, ours_s, "CTC")
 
 
 def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> None:
@@ -240,7 +248,6 @@ def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> N
         raise SystemExit(f"--size {args.size}: Whisper comes in tiny or large")
     model, processor = make_whisper(args.size, root / "model")
     clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
-    audio_s = sum(len(w) for w in waves) / 16_000
     tokens = args.max_new_tokens
     fixed = {"max_new_tokens": tokens, "min_new_tokens": tokens}
     transcriber = Seq2SeqTranscriber(model, processor, device, fixed, mixed_precision=not args.fp32)
@@ -248,20 +255,8 @@ def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> N
     whisper_loop(model, processor, waves[:2], device, tokens)
     loop_s = whisper_loop(model, processor, waves, device, tokens)
     ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
-    n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    header = (
-        f"device: {describe(device)}; model: Whisper {args.size} ({n_params:.2f} M parameters); "
-        f"{args.clips} clips, {audio_s:.0f} s of audio, {tokens} tokens each"
-    )
-    rows = [
-        ("generate loop (fp32, one clip at a time)", loop_s),
-        (
-            f"asrfair batched, sorted ({precision_name(device, args.fp32)}, "
-            f"{args.batch_seconds:g} s batches)",
-            ours_s,
-        ),
-    ]
-    print_table(header, rows, audio_s, args.clips)
+    baselines = [("generate loop (fp32, one clip at a time)", loop_s)]
+    report(args, model, waves, baselines, ours_s, "Whisper", f", {tokens} tokens a clip")
 
 
 def main() -> None:
