@@ -1,6 +1,7 @@
 """Inference speed: the notebook's one-utterance-at-a-time loop against asrfair's batches.
 
     .venv/bin/python benchmarks/bench_infer.py [--clips 200] [--size demo|tiny|large]
+    .venv/bin/python benchmarks/bench_infer.py --model-type whisper [--size tiny|large]
 
 All paths run the same model on the same cached 16 kHz clips (made by the benchmark; 1-4 s by
 default, the lengths the notebook kept, ``--shortest``/``--longest`` to change):
@@ -12,6 +13,13 @@ default, the lengths the notebook kept, ``--shortest``/``--longest`` to change):
   ``inference_mode``, bf16 autocast on CUDA, one JSON line per clip.
 Sizes: ``tiny`` is the unit tests' model, ``demo`` the bundled checkpoint's architecture, and
 ``large`` the wav2vec2-large architecture (315 M parameters) with random weights, for GPUs.
+
+``--model-type whisper`` times a ``WhisperForConditionalGeneration`` instead: ``tiny`` is the
+unit tests' model, ``large`` the whisper-large-v3 encoder and decoder (1.5 B parameters; the
+tests' small tokenizer, so a small output layer) with random weights, for GPUs. Two paths: one
+``generate`` per clip, and asrfair's ``Seq2SeqTranscriber`` through ``transcribe_to_file``
+(sorted, batched, autocast on CUDA); both decode greedily to exactly ``--max-new-tokens``
+tokens (random weights never write the end token), so the two do the same work.
 Run by hand; results go in benchmarks/RESULTS.md with the device.
 """
 
@@ -32,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from asrfair.audio import write_clip
-from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
+from asrfair.infer import Clip, Seq2SeqTranscriber, Transcriber, pick_device, transcribe_to_file
 from asrfair.train import build_vocab, make_processor
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
@@ -64,6 +72,49 @@ def make_model(size: str, folder: Path) -> tuple[Any, Any]:
             conv_bias=True,
         )
     return Wav2Vec2ForCTC(config), processor  # type: ignore[arg-type]
+
+
+def make_whisper(size: str, folder: Path) -> tuple[Any, Any]:
+    """The unit tests' tiny Whisper, or the whisper-large-v3 shape around its tokenizer."""
+    from transformers import (
+        AutoModelForSpeechSeq2Seq,
+        AutoProcessor,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+    )
+
+    from conftest import make_tiny_whisper
+
+    make_tiny_whisper(folder)
+    processor = AutoProcessor.from_pretrained(folder)
+    if size == "tiny":
+        return AutoModelForSpeechSeq2Seq.from_pretrained(folder), processor
+    large = {"d_model": 1280, "encoder_attention_heads": 20, "decoder_attention_heads": 20}
+    large |= {"encoder_layers": 32, "decoder_layers": 32, "num_mel_bins": 128}
+    large |= {"encoder_ffn_dim": 5120, "decoder_ffn_dim": 5120, "max_target_positions": 448}
+    config = WhisperConfig.from_pretrained(folder, **large, init_std=0.02)
+    processor.feature_extractor = WhisperFeatureExtractor(feature_size=128)
+    model = AutoModelForSpeechSeq2Seq.from_config(config)
+    model.generation_config = AutoModelForSpeechSeq2Seq.from_pretrained(folder).generation_config
+    return model, processor
+
+
+def whisper_loop(
+    model: Any, processor: Any, waves: list[np.ndarray], device: torch.device, tokens: int
+) -> float:
+    """The usual first Whisper script: features, ``generate`` and decode, one clip at a time."""
+    model = model.to(device).eval()
+    start = time.perf_counter()
+    for wave in waves:
+        features = processor.feature_extractor(wave, sampling_rate=16_000, return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(
+                features.input_features.to(device), max_new_tokens=tokens, min_new_tokens=tokens
+            )
+        processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def notebook_loop(
@@ -127,54 +178,104 @@ def describe(device: torch.device) -> str:
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def timed_asrfair(
+    transcriber: Any, clips: list[Clip], out: Path, batch_seconds: float, device: torch.device
+) -> float:
+    """asrfair's path: sorted batches appended to a predictions file, as an audit runs it."""
+    start = time.perf_counter()
+    transcribe_to_file(transcriber, clips, out, batch_seconds=batch_seconds, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def print_table(header: str, rows: list[tuple[str, float]], audio_s: float, n: int) -> None:
+    """Seconds, audio-seconds per second and clips per second of each path, then the speed-ups
+    of the last path (asrfair's) over each of the others."""
+    print(header)
+    print()
+    print("| path | seconds | audio-s/s | clips/s |")
+    print("|---|---:|---:|---:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.2f} | {audio_s / seconds:,.0f} | {n / seconds:,.1f} |")
+    ours = rows[-1][1]
+    for name, seconds in rows[:-1]:
+        print(f"| speed-up over the {name.split(' (')[0]} | {seconds / ours:.1f}x | | |")
+
+
+def report(
+    args: argparse.Namespace,
+    model: Any,
+    waves: list[np.ndarray],
+    baselines: list[tuple[str, float]],
+    ours_s: float,
+    what: str,
+    detail: str = "",
+) -> None:
+    """The table of one run: the device, model and clips, each baseline, then asrfair's path."""
+    device = pick_device(args.device)
+    audio_s = sum(len(w) for w in waves) / 16_000
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    precision = "fp32" if device.type != "cuda" or args.fp32 else mixed
+    header = (
+        f"device: {describe(device)}; model: {what} {args.size} ({n_params:.2f} M parameters"
+        f"{detail}); "
+        f"{args.clips} clips, {audio_s:.0f} s of audio"
+    )
+    ours = f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches)"
+    print_table(header, [*baselines, (ours, ours_s)], audio_s, args.clips)
+
+
+def run_ctc(args: argparse.Namespace, root: Path, device: torch.device) -> None:
+    model, processor = make_model(args.size, root / "model")
+    clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
+    transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
+    transcriber(waves[:2])  # warm-up, both paths
+    notebook_loop(model, processor, waves[:2], device)
+    loop_s = notebook_loop(model, processor, waves, device)
+    map_s = notebook_map(model, processor, waves, device)
+    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
+    baselines = [
+        ("notebook loop (fp32, one clip at a time)", loop_s),
+        ("notebook recipe (fp32, Dataset.map, one clip at a time)", map_s),
+    ]
+    report(args, model, waves, baselines, ours_s, "CTC")
+
+
+def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> None:
+    if args.size not in ("tiny", "large"):
+        raise SystemExit(f"--size {args.size}: Whisper comes in tiny or large")
+    model, processor = make_whisper(args.size, root / "model")
+    clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
+    tokens = args.max_new_tokens
+    fixed = {"max_new_tokens": tokens, "min_new_tokens": tokens}
+    transcriber = Seq2SeqTranscriber(model, processor, device, fixed, mixed_precision=not args.fp32)
+    transcriber(waves[:2])  # warm-up, both paths
+    whisper_loop(model, processor, waves[:2], device, tokens)
+    loop_s = whisper_loop(model, processor, waves, device, tokens)
+    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
+    baselines = [("generate loop (fp32, one clip at a time)", loop_s)]
+    report(args, model, waves, baselines, ours_s, "Whisper", f", {tokens} tokens a clip")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model-type", choices=["ctc", "whisper"], default="ctc")
     parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    parser.add_argument("--size", choices=["tiny", "demo", "large"], default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="Whisper: per clip")
     parser.add_argument("--fp32", action="store_true", help="no autocast on CUDA")
     parser.add_argument("--shortest", type=float, default=1.0, help="clip length range, seconds")
     parser.add_argument("--longest", type=float, default=4.0)
     args = parser.parse_args()
+    args.size = args.size or ("demo" if args.model_type == "ctc" else "tiny")
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        model, processor = make_model(args.size, root / "model")
-        clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
-        audio_s = sum(len(w) for w in waves) / 16_000
-        transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
-        transcriber(waves[:2])  # warm-up, both paths
-        notebook_loop(model, processor, waves[:2], device)
-        loop_s = notebook_loop(model, processor, waves, device)
-        map_s = notebook_map(model, processor, waves, device)
-        start = time.perf_counter()
-        transcribe_to_file(
-            transcriber, clips, root / "p.jsonl", batch_seconds=args.batch_seconds, progress=False
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        ours_s = time.perf_counter() - start
-    n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
-    precision = "fp32" if device.type != "cuda" or args.fp32 else mixed
-    print(
-        f"device: {describe(device)}; model: {args.size} ({n_params:.1f} M parameters); "
-        f"{args.clips} clips, {audio_s:.0f} s of audio"
-    )
-    print()
-    print("| path | seconds | audio-s/s | clips/s |")
-    print("|---|---:|---:|---:|")
-    for name, seconds in (
-        ("notebook loop (fp32, one clip at a time)", loop_s),
-        ("notebook recipe (fp32, Dataset.map, one clip at a time)", map_s),
-        (f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches)", ours_s),
-    ):
-        print(
-            f"| {name} | {seconds:.2f} | {audio_s / seconds:,.0f} | {args.clips / seconds:,.1f} |"
-        )
-    print(f"| speed-up over the loop | {loop_s / ours_s:.1f}x | | |")
-    print(f"| speed-up over the recipe | {map_s / ours_s:.1f}x | | |")
+        run = run_ctc if args.model_type == "ctc" else run_whisper
+        run(args, Path(tmp), device)
 
 
 if __name__ == "__main__":

@@ -148,34 +148,151 @@ def make_cv_release(
     return root
 
 
-def make_tiny_model(folder: Path, feat_extract_norm: str = "layer") -> Path:
-    """A real, randomly initialised Wav2Vec2ForCTC small enough for unit tests, with processor."""
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+TINY_LETTERS = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
+# Small enough for unit tests; conv_dim 8 x 7 keeps every family's 320x down-sampling.
+TINY_CTC = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "conv_dim": (8,) * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "mask_time_prob": 0.0,
+}
+
+
+def make_tiny_model(
+    folder: Path, feat_extract_norm: str = "layer", family: str = "wav2vec2", **config: object
+) -> Path:
+    """A real, randomly initialised CTC model small enough for unit tests, with its processor:
+    ``family`` is a config.model_type (wav2vec2, hubert, wavlm, data2vec-audio...)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCTC
 
     from asrfair.train import PAD, build_vocab, make_processor
 
-    letters = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
-    vocab = build_vocab([letters])
+    vocab = build_vocab([TINY_LETTERS])
     processor = make_processor(vocab, folder, feat_extract_norm)
-    config = Wav2Vec2Config(
-        vocab_size=len(vocab),
-        pad_token_id=vocab[PAD],
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        feat_extract_norm=feat_extract_norm,
-        do_stable_layer_norm=feat_extract_norm == "layer",
-        mask_time_prob=0.0,
+    norm = {
+        "feat_extract_norm": feat_extract_norm,
+        "do_stable_layer_norm": feat_extract_norm == "layer",
+    }
+    settings = {**TINY_CTC, **({} if family == "data2vec-audio" else norm), **config}
+    if family == "wavlm":
+        settings.update(num_buckets=8, max_bucket_distance=16)
+    model_config = AutoConfig.for_model(
+        family, vocab_size=len(vocab), pad_token_id=vocab[PAD], **settings
     )
-    import torch
-
     torch.manual_seed(0)
-    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    AutoModelForCTC.from_config(model_config).save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_mms(folder: Path, languages: tuple[str, ...] = ("eng", "fra")) -> Path:
+    """An MMS-style checkpoint: wav2vec2 with adapter layers (``adapter_attn_dim``), one
+    vocabulary per language in vocab.json, and ``adapter.<lang>.safetensors`` per language
+    (adapter layers and a CTC head sized by that language's vocabulary)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC
+
+    from asrfair.train import build_vocab
+
+    vocabs = {lang: build_vocab([TINY_LETTERS[: 20 + 6 * i]]) for i, lang in enumerate(languages)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocabs), encoding="utf-8")
+    make_tiny_model(folder, adapter_attn_dim=8)  # then the nested vocabulary replaces its own
+    (folder / "vocab.json").write_text(json.dumps(vocabs), encoding="utf-8")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"),
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        word_delimiter_token="|",
+        target_lang=languages[0],
+    )
+    tokenizer.save_pretrained(folder)
+    net = Wav2Vec2ForCTC.from_pretrained(str(folder))
+    for i, lang in enumerate(languages):
+        torch.manual_seed(i + 1)
+        weights = {k: torch.randn_like(v) * 0.1 for k, v in net._get_adapters().items()}
+        size = len(vocabs[lang])
+        weights["lm_head.weight"] = torch.randn(size, TINY_CTC["hidden_size"])  # type: ignore[call-overload]
+        weights["lm_head.bias"] = torch.zeros(size)
+        save_file(weights, str(folder / f"adapter.{lang}.safetensors"))
+    return folder
+
+
+WHISPER_LANGUAGES = ("en", "fr")
+
+
+def make_tiny_whisper(folder: Path, *, multilingual: bool = True) -> Path:
+    """A real, randomly initialised WhisperForConditionalGeneration with its processor: a
+    byte-level BPE tokenizer (every byte, a few merges, Whisper's special tokens) and a
+    generation config that lets ``generate(language=..., task=...)`` build its prompt. Only
+    letter and space tokens may be generated, so random weights still write words."""
+    import torch
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    merges = [("Ġ", "l"), ("e", "s"), ("o", "n"), ("Ġl", "e")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    languages = WHISPER_LANGUAGES if multilingual else ()
+    special = [
+        "<|startoftranscript|>",
+        *(f"<|{code}|>" for code in languages),
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
+    tokenizer.add_special_tokens({"additional_special_tokens": special})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ["<|endoftext|>", *special]}
+    end = ids["<|endoftext|>"]
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_target_positions=64,
+        pad_token_id=end,
+        bos_token_id=end,
+        eos_token_id=end,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        init_std=0.5,  # large random weights: what it writes depends on the audio
+    )
+    torch.manual_seed(0)
+    net = WhisperForConditionalGeneration(config)
+    generation = net.generation_config
+    generation._from_model_config = False  # else loading rebuilds it from config.json
+    generation.decoder_start_token_id = ids["<|startoftranscript|>"]
+    generation.eos_token_id = generation.pad_token_id = end
+    generation.no_timestamps_token_id = ids["<|notimestamps|>"]
+    generation.is_multilingual = multilingual
+    generation.max_length = config.max_target_positions
+    if multilingual:
+        generation.lang_to_id = {f"<|{code}|>": ids[f"<|{code}|>"] for code in languages}
+        generation.task_to_id = {t: ids[f"<|{t}|>"] for t in ("transcribe", "translate")}
+    writable = {vocab[ch] for ch in "abcdefghijklmnopqrstuvwxyzĠ"} | {
+        len(bytes_to_unicode()) + i for i in range(len(merges))
+    }
+    generation.suppress_tokens = sorted(set(range(len(tokenizer))) - writable - {end})
+    net.save_pretrained(folder)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
     return folder
 
 

@@ -337,8 +337,8 @@ def precision_comparison(device: torch.device) -> tuple[float, list[torch.dtype]
     from asrfair.audio import decode
     from asrfair.audit_options import demo_model
     from asrfair.default_plugins.datasets import demo_path
+    from asrfair.models import load_processor
     from asrfair.scoring import edit_counts
-    from asrfair.train import load_processor
 
     names = pd.read_csv(demo_path() / "test.tsv", sep="\t")["path"][:PRECISION_CLIPS]
     waves = [decode(demo_path() / "clips" / name) for name in names]

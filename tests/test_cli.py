@@ -255,7 +255,8 @@ def test_normalizer_option(tmp_path: Path) -> None:
             [{"id": 1, "ref": "a", "hyp": "a"}],
             ".csv",
             ["--normalizer", "fr"],
-            "--normalizer: unknown normalizer 'fr'; known: basic, cv-french, lower, none",
+            "--normalizer: unknown normalizer 'fr'; known: basic, cv-french, lower, none, "
+            "whisper-basic, whisper-english",
         ),
         (
             [{"id": 1, "ref": "a", "hyp": "a"}],

@@ -17,7 +17,8 @@ from asrfair.audio import write_clip
 from asrfair.errors import AsrfairError
 from asrfair.hf import GroupWER, fairness_scores
 from asrfair.hparams import TrainConfig
-from asrfair.train import eval_line, fine_tune, hold_out, load_model, load_processor, training_table
+from asrfair.models import load_processor
+from asrfair.train import eval_line, fine_tune, hold_out, load_model, training_table
 from conftest import make_tiny_model
 
 HYPS = ["le chat", "le chien dort", "un chat", "le", "la maison bleue", "le chat noir"]

@@ -14,13 +14,13 @@ from asrfair.audio import load_clip, write_clip
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
 from asrfair.infer import Clip, Transcriber, plan_batches, transcribe_to_file
+from asrfair.models import load_processor
 from asrfair.runs import done_ids
 from asrfair.train import (
     CTCCollator,
     build_vocab,
     choose_vocab,
     load_model,
-    load_processor,
     precision,
     unknown_characters,
 )
@@ -54,7 +54,7 @@ def test_new_vocabulary_reinitialises_the_head(tiny: Path) -> None:
 
 def test_bad_model_paths_say_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AsrfairError, match="not a Wav2Vec2ForCTC checkpoint"):
+    with pytest.raises(AsrfairError, match="not a CTC or sequence-to-sequence speech checkpoint"):
         load_model(str(tmp_path / "empty"), build_vocab(["a"]), TrainConfig(), reinit_head=True)
     with pytest.raises(AsrfairError, match=r"hub is unreachable.*pass its local folder"):
         load_model("facebook/no-such-model-x", build_vocab(["a"]), TrainConfig(), reinit_head=True)

@@ -168,7 +168,8 @@ def test_unknown_names_list_the_known_ones() -> None:
         with_plugins().normalizers().get("klingon", option="--normalizer")
     assert (
         str(err.value)
-        == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, lower, none"
+        == "--normalizer: unknown normalizer 'klingon'; known: basic, cv-french, lower, none, "
+        "whisper-basic, whisper-english"
     )
 
 

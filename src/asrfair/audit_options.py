@@ -46,12 +46,22 @@ class AuditOptions:
     """What decides a run's results; all of it is written to config.json."""
 
     dataset: str = option("demo", "demo, commonvoice:PATH, hf:NAME, manifest:FILE.")
-    model: str = option("", "Wav2Vec2ForCTC folder \\[default: the demo checkpoint].")
+    model: str = option(
+        "", "CTC or seq2seq (Whisper) checkpoint folder \\[default: the demo checkpoint]."
+    )
     train_subset: str = option("all", "all, half, fraction:F, male, female, COL=VALUE...")
     groups: tuple[str, ...] = option(
         ("gender",), "Grouping columns, comma-separated; [bold]a*b[/] for intersectional groups."
     )
     no_train: bool = option(False, "Audit the checkpoint as it is.")
+    adapter: str = option("", "MMS: the language adapter to load, e.g. [bold]fra[/].")
+    language: str = option(
+        "", "Whisper: the spoken language, e.g. [bold]fr[/] \\[default: detected]."
+    )
+    task: str = option("", "Whisper: transcribe or translate \\[default: transcribe].")
+    max_new_tokens: int | None = option(
+        None, "Seq2seq: at most N tokens per clip \\[default: the checkpoint's].", min=1
+    )
     normalizer: str = option("cv-french", "Text normaliser for ref and hyp (see `plugins`).")
     split: str = option("speaker", "[bold]speaker[/] (seeded, speaker-disjoint) or official.")
     test_fraction: float = option(0.2, "Share of utterances (whole speakers) in test.")
@@ -72,6 +82,11 @@ class AuditOptions:
         data["groups"] = list(self.groups)
         data["model"] = portable_model(self.resolved_model())
         return data
+
+    @classmethod
+    def default_identity(cls) -> dict[str, Any]:
+        """What a stored run that predates an option is read as having used for it."""
+        return cls().identity()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The infer stage: batched, length-sorted, resumable greedy CTC transcription.
+"""The infer stage: batched, length-sorted, resumable transcription, greedy CTC decoding or a
+sequence-to-sequence model's ``generate`` (Whisper...).
 
 The notebook moved the model to the GPU for every utterance and ran them one at
 a time. Here clips are sorted by length and packed into batches of at most
@@ -63,6 +64,13 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def precision_context(
+    device: torch.device, mixed_precision: bool
+) -> contextlib.AbstractContextManager[Any]:
+    """Both kinds of model run under the same rule: autocast on CUDA unless told fp32."""
+    return autocast(device) if mixed_precision else contextlib.nullcontext()
 
 
 def pad_and_normalise(
@@ -133,11 +141,48 @@ class Transcriber:
         inputs = {"input_values": values.to(self.device)}
         if self.attention_mask:  # layer-norm checkpoints; group-norm ones must not see a mask
             inputs["attention_mask"] = mask.to(self.device)
-        precision = autocast(self.device) if self.mixed_precision else contextlib.nullcontext()
-        with torch.inference_mode(), precision:
+        with torch.inference_mode(), precision_context(self.device, self.mixed_precision):
             logits = self.model(**inputs).logits
         frames = self.model._get_feat_extract_output_lengths(mask.sum(dim=1))
         return self.decode(logits.argmax(dim=-1).cpu(), frames.cpu())
+
+
+class Seq2SeqTranscriber:
+    """An encoder-decoder model (Whisper...) and its processor on one device: the checkpoint's
+    own feature extractor, then one batched ``generate`` per batch with the given keywords
+    (``language``, ``task``, ``max_new_tokens``); special tokens are dropped from the text.
+
+    Whisper pads every clip to its 30 s window, so a batch's result does not depend on which
+    clips share it; the length sort still groups transcripts of similar length.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        device: torch.device,
+        generate: dict[str, Any] | None = None,
+        *,
+        mixed_precision: bool = True,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.device = device
+        self.generate = dict(generate or {})
+        self.mixed_precision = mixed_precision
+
+    def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
+        features = self.processor.feature_extractor(
+            [np.asarray(w) for w in waves],
+            sampling_rate=TARGET_RATE,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        inputs = {name: value.to(self.device) for name, value in features.items()}
+        with torch.inference_mode(), precision_context(self.device, self.mixed_precision):
+            ids = self.model.generate(**inputs, **self.generate)
+        texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [" ".join(text.split()) for text in texts]
 
 
 def _with_oom_halving(

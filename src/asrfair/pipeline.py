@@ -25,9 +25,19 @@ from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
-from asrfair.infer import Clip, Transcriber, pick_device, transcribe_to_file
+from asrfair.infer import Clip, pick_device, transcribe_to_file
 from asrfair.metadata import prepare_metadata, size_summary
 from asrfair.metrics import Metric, run_metrics
+from asrfair.models import (
+    CTC,
+    ModelChoice,
+    check_choice,
+    input_window_seconds,
+    inspect_model,
+    load_processor,
+    load_transcriber,
+    model_load_error,
+)
 from asrfair.report import Report
 from asrfair.report_model import ScoreBody
 from asrfair.runs import (
@@ -42,14 +52,13 @@ from asrfair.runs import (
 from asrfair.scoring import COUNT_COLUMNS, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.subsets import Selector, select_subset
+from asrfair.text import Normalizer, for_checkpoint
 from asrfair.train import (
     choose_vocab,
     fine_tune,
     hold_out,
     load_model,
-    load_processor,
-    make_processor,
-    model_load_error,
+    training_processor,
     training_table,
     unknown_characters,
 )
@@ -100,6 +109,7 @@ class Resolved:
     corpus: Corpus
     selector: Selector
     metrics: dict[str, Metric]
+    normalize: Normalizer  # of references, and of every model's transcripts
 
 
 @dataclass
@@ -112,6 +122,7 @@ class RunData:
     subset: pd.DataFrame
     notes: list[str]
     metrics: dict[str, Metric]
+    normalize: Normalizer
 
 
 def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
@@ -121,7 +132,11 @@ def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
     chosen = settings.plugins
     metrics = chosen.chosen_metrics(settings.metrics)
     check_split(options.split, options.test_fraction)
-    normalize = chosen.normalizers().get(options.normalizer, option="--normalizer")
+    model = options.resolved_model()
+    check_model(options)
+    normalize = for_checkpoint(
+        chosen.normalizers().get(options.normalizer, option="--normalizer"), model
+    )
     corpus = prepare_metadata(
         options.dataset,
         normalize,
@@ -139,13 +154,41 @@ def preflight(options: AuditOptions, settings: RunSettings) -> Resolved:
         seed=options.split_seed,
         stratify=list(options.groups),
     )
-    _feat_extract_norm(options.resolved_model())
-    if options.no_train:
-        try:
-            load_processor(options.resolved_model())
-        except Exception as exc:
-            raise model_load_error(options.resolved_model(), exc) from None
-    return Resolved(corpus, selector, metrics)
+    return Resolved(corpus, selector, metrics, normalize)
+
+
+def model_choice(options: AuditOptions, model: str | None = None) -> ModelChoice:
+    """The audit's model options for ``model`` (default: --model). The adapter is applied to
+    the base checkpoint only: a fine-tuned model already holds the language's weights."""
+    model = model or options.resolved_model()
+    return ModelChoice(
+        model,
+        adapter=options.adapter if model == options.resolved_model() else "",
+        language=options.language,
+        task=options.task,
+        max_new_tokens=options.max_new_tokens,
+    )
+
+
+def check_model(options: AuditOptions) -> None:
+    """The checkpoint's kind against the model options; for an audit without training, its
+    processor loads and (Whisper) its input window holds every clip --max-seconds keeps."""
+    model = options.resolved_model()
+    check_choice(inspect_model(model), model_choice(options), no_train=options.no_train)
+    if not options.no_train:
+        return
+    try:
+        processor = load_processor(model, options.adapter)
+    except AsrfairError:
+        raise
+    except Exception as exc:
+        raise model_load_error(model, exc) from None
+    window = input_window_seconds(processor)
+    if window and (options.max_seconds is None or options.max_seconds > window):
+        raise AsrfairError(
+            f"--model {model} reads at most {window:g} s of audio per clip; add --max-seconds "
+            f"{window:g}, so that longer clips are dropped (and counted), not cut"
+        )
 
 
 def load_run_data(
@@ -184,7 +227,7 @@ def load_run_data(
         train_side, resolved.selector, options.train_subset, seed=options.train.seed
     )
     notes = corpus.notes + prepared.notes + split.notes
-    return RunData(corpus, frame, split, subset, notes, resolved.metrics)
+    return RunData(corpus, frame, split, subset, notes, resolved.metrics, resolved.normalize)
 
 
 def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: Any) -> str:
@@ -194,10 +237,11 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
         return options.resolved_model()
     if (model_dir / "model.safetensors").is_file() and settings.resume:
         return str(model_dir)
-    vocab, reinit = choose_vocab(options.resolved_model(), list(data.frame["sentence"]))
-    config_norm = _feat_extract_norm(options.resolved_model())
-    processor = make_processor(vocab, settings.out / "processor", config_norm)
-    net = load_model(options.resolved_model(), vocab, options.train, reinit_head=reinit)
+    model = options.resolved_model()
+    vocab, reinit = choose_vocab(model, list(data.frame["sentence"]), options.adapter)
+    config = inspect_model(model).config
+    processor = training_processor(model, vocab, settings.out / "processor", config)
+    net = load_model(model, vocab, options.train, reinit_head=reinit, adapter=options.adapter)
     train_rows, eval_rows = data.subset, None
     if options.train.eval_steps:  # a held-out slice of the training side, never the test split
         train_rows, eval_rows = hold_out(data.subset, options.groups, options.train.seed)
@@ -227,29 +271,13 @@ def _group_wer(rows: pd.DataFrame, options: AuditOptions, processor: Any) -> Gro
     return GroupWER(processor, labels, rows["speaker"].tolist(), groupings=options.groups)
 
 
-def _feat_extract_norm(model: str) -> str:
-    from transformers import Wav2Vec2Config
-
-    try:
-        return str(Wav2Vec2Config.from_pretrained(model).feat_extract_norm)
-    except Exception:
-        raise model_load_error(model, RuntimeError("config.json could not be read")) from None
-
-
 def _transcribe(
-    model_path: str,
+    choice: ModelChoice,
     settings: RunSettings,
     data: RunData,
     state: Any,
     options_groups: tuple[str, ...],
 ) -> Path:
-    from transformers import Wav2Vec2ForCTC
-
-    try:
-        net = Wav2Vec2ForCTC.from_pretrained(model_path)
-        processor = load_processor(model_path)
-    except Exception as exc:
-        raise model_load_error(model_path, exc) from None
     test = data.frame[data.frame["id"].isin(data.split.ids("test"))].set_index("id")
     clips = [
         Clip(str(i), str(c), int(n))
@@ -262,9 +290,9 @@ def _transcribe(
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
     finished = done_ids(merged)
     clips = [c for c in clips if c.id not in finished]
-    transcriber = Transcriber(net, processor, pick_device(settings.device))
+    transcriber = load_transcriber(choice, pick_device(settings.device))
     transcribe_to_file(
-        transcriber,
+        lambda waves: [data.normalize(text) for text in transcriber(waves)],
         clips,
         target,
         batch_seconds=settings.batch_seconds,
@@ -309,7 +337,7 @@ def _run_audit(
 ) -> Report | None:
     out = settings.out
     if state.is_main_process:
-        check_run_dir(out, options.identity(), settings.resume)
+        check_run_dir(out, options.identity(), settings.resume, AuditOptions.default_identity())
         out.mkdir(parents=True, exist_ok=True)
         files.write_json(
             out / "config.json",
@@ -334,11 +362,12 @@ def _run_audit(
         files.write_text(out / "splits" / "subset.txt", "\n".join(sorted(data.subset["id"])) + "\n")
     with timings.stage("train_s"):
         model_path = _train(options, settings, data, state)
+    choice = model_choice(options, model_path)
     with timings.stage("infer_s"):
-        predictions = _transcribe(model_path, settings, data, state, options.groups)
+        predictions = _transcribe(choice, settings, data, state, options.groups)
     if not state.is_main_process:
         return None
-    return _report(options, settings, data, predictions, model_path, timings.totals())
+    return _report(options, settings, data, predictions, choice, timings.totals())
 
 
 def _report(
@@ -346,12 +375,15 @@ def _report(
     settings: RunSettings,
     data: RunData,
     predictions: Path,
-    model_path: str,
+    choice: ModelChoice,
     timings: dict[str, float],
 ) -> Report:
     table = score_predictions(predictions, options.groups, set(data.split.ids("test")))
-    processor = load_processor(model_path)
-    unknown = unknown_characters(processor, list(table.frame["ref"]))
+    kind = inspect_model(choice.path).kind
+    unknown = {}  # a CTC vocabulary is characters; a seq2seq tokenizer writes any text
+    if kind == CTC:
+        processor = load_processor(choice.path, choice.adapter)
+        unknown = unknown_characters(processor, list(table.frame["ref"]))
     report = run_metrics(
         table,
         settings.stats,
@@ -370,6 +402,7 @@ def _report(
         )
     body.run = {
         "model": options.resolved_model(),
+        "model_kind": kind,
         "trained_model": None if options.no_train else str(settings.out / "model"),
         "dataset": options.dataset,
         "train_subset": options.train_subset,

@@ -99,8 +99,11 @@ class StageTimes:
         return totals
 
 
-def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
-    """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one."""
+def check_run_dir(
+    out: Path, identity: dict[str, Any], resume: bool, defaults: dict[str, Any] | None = None
+) -> None:
+    """Refuse to mix two configurations in one folder; ``--resume`` continues a matching one.
+    ``defaults`` (the identity of default options) fills options a stored run predates."""
     config_path = out / "config.json"
     if out.exists() and not out.is_dir():
         raise AsrfairError(f"--out {out} is a file; give a folder for the run")
@@ -111,7 +114,7 @@ def check_run_dir(out: Path, identity: dict[str, Any], resume: bool) -> None:
             )
         return
     config = read_json(config_path, "remove the folder, or choose another --out")
-    stored = stored_options(config)
+    stored = stored_options(config, defaults)
     current = json.loads(json.dumps(identity))
     if not resume:
         raise AsrfairError(
@@ -147,17 +150,30 @@ def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')} {json.dumps(stored)} -> {json.dumps(current)}"]
 
 
-def stored_options(config: Any) -> dict[str, Any]:
+def stored_options(config: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The identity options of a config.json. A run written before the seeds were separated
     stored one ``seed`` that drew its split (and subset; its training seed is ``train.seed``):
-    it reads as ``split_seed``, so such a run still resumes and re-scores."""
+    it reads as ``split_seed``, so such a run still resumes and re-scores. An option added
+    since the run was made (``adapter``, ``language``...) reads as its value in ``defaults``:
+    the run was made as if it had been left at its default."""
     options = config.get("options") if isinstance(config, dict) else None
     options = dict(options) if isinstance(options, dict) else {}
     if "seed" in options and "split_seed" not in options:
         options["split_seed"] = options.pop("seed")
     if isinstance(options.get("model"), str):
         options["model"] = portable_model(options["model"])
-    return options
+    return _with_defaults(options, json.loads(json.dumps(defaults or {})))
+
+
+def _with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with each key it lacks taken from ``defaults``, down nested tables."""
+    out = dict(stored)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def merge_shards(out: Path, world: int) -> None:

@@ -179,7 +179,8 @@ def _finished(run_dir: Path, options: Any, stats: StatsConfig) -> bool:
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
         return False
     stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    same_options = stored_options(stored) == json.loads(json.dumps(options.identity()))
+    defaults = options.default_identity()
+    same_options = stored_options(stored, defaults) == json.loads(json.dumps(options.identity()))
     same_stats = stored.get("settings", {}).get("stats") == json.loads(json.dumps(asdict(stats)))
     return bool(same_options and same_stats)
 

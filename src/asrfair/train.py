@@ -1,4 +1,6 @@
-"""The train stage: fine-tune a wav2vec2 CTC checkpoint with ``transformers.Trainer``.
+"""The train stage: fine-tune a CTC checkpoint (any ``AutoModelForCTC`` that reads waveforms:
+wav2vec2, XLS-R, MMS with a language adapter, HuBERT, WavLM, Data2Vec-audio) with
+``transformers.Trainer``.
 
 Waveforms stay in the memory-mapped audio cache; the training set is a small
 Arrow table of (cache path, length, labels) and the collator loads, normalises
@@ -26,6 +28,7 @@ from asrfair.audio import TARGET_RATE, load_clip
 from asrfair.console import progress_bar, stderr
 from asrfair.errors import AsrfairError
 from asrfair.hparams import TrainConfig
+from asrfair.models import apply_adapter, model_load_error, read_vocab_file
 from asrfair.split import speaker_split
 
 PAD, UNK, DELIMITER = "[PAD]", "[UNK]", "|"
@@ -42,29 +45,37 @@ def build_vocab(sentences: Sequence[str]) -> dict[str, int]:
     return vocab
 
 
-def checkpoint_vocab(model: str) -> dict[str, int] | None:
-    """The vocabulary saved beside a local checkpoint, if there is one."""
-    path = Path(model) / "vocab.json"
-    if not path.is_file():
+def checkpoint_vocab(model: str, adapter: str = "") -> dict[str, int] | None:
+    """The vocabulary saved beside a local checkpoint, if there is one; an MMS checkpoint keeps
+    one per language, and ``adapter`` picks it."""
+    vocab = read_vocab_file(model)
+    if vocab is not None and adapter in vocab and isinstance(vocab[adapter], dict):
+        vocab = vocab[adapter]
+    if vocab is None or not all(isinstance(v, int) for v in vocab.values()):
         return None
-    vocab: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
     return vocab
 
 
-def choose_vocab(model: str, sentences: Sequence[str]) -> tuple[dict[str, int], bool]:
+def choose_vocab(
+    model: str, sentences: Sequence[str], adapter: str = ""
+) -> tuple[dict[str, int], bool]:
     """The checkpoint's vocabulary when it covers the corpus (its CTC head stays); else a new one.
 
     Returns the vocabulary and whether the CTC head must be re-initialised.
     """
     needed = build_vocab(sentences)
-    existing = checkpoint_vocab(model)
+    existing = checkpoint_vocab(model, adapter)
     if existing is not None and set(needed) <= set(existing):
         return existing, False
     return needed, True
 
 
-def make_processor(vocab: dict[str, int], folder: Path, feat_extract_norm: str) -> Any:
-    """Tokenizer + feature extractor; the attention mask follows ``feat_extract_norm``.
+def make_processor(
+    vocab: dict[str, int], folder: Path, feat_extract_norm: str, extractor: Any = None
+) -> Any:
+    """Tokenizer for ``vocab`` + the checkpoint's own feature extractor when it has one (its
+    normalisation and mask are what it was trained with); otherwise one whose attention mask
+    follows ``feat_extract_norm``.
 
     Checkpoints with group norm in the feature encoder (wav2vec2-base) must not see an
     attention mask; those with layer norm (large, XLS-R) need one.
@@ -76,20 +87,31 @@ def make_processor(vocab: dict[str, int], folder: Path, feat_extract_norm: str) 
     tokenizer = Wav2Vec2CTCTokenizer(
         str(folder / "vocab.json"), unk_token=UNK, pad_token=PAD, word_delimiter_token=DELIMITER
     )
-    extractor = Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=TARGET_RATE,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=feat_extract_norm == "layer",
-    )
+    if extractor is None:
+        extractor = Wav2Vec2FeatureExtractor(
+            feature_size=1,
+            sampling_rate=TARGET_RATE,
+            padding_value=0.0,
+            do_normalize=True,
+            return_attention_mask=feat_extract_norm == "layer",
+        )
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def load_processor(model: str) -> Any:
-    from transformers import Wav2Vec2Processor
+def training_processor(model: str, vocab: dict[str, int], folder: Path, config: Any) -> Any:
+    """The processor a fine-tuning run trains and saves: ``vocab``'s tokenizer and the
+    checkpoint's feature extractor, or, for a checkpoint saved without one, a waveform
+    extractor chosen by ``feat_extract_norm`` (Data2Vec-audio has none: layer norm)."""
+    from transformers import AutoFeatureExtractor
 
-    return Wav2Vec2Processor.from_pretrained(model)
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(model)
+    except Exception:  # no preprocessor_config.json: the config's norm decides
+        extractor = None
+    if extractor is not None and not hasattr(extractor, "do_normalize"):
+        extractor = None  # not a waveform extractor; the CTC collator pads raw audio
+    norm = str(getattr(config, "feat_extract_norm", "layer"))
+    return make_processor(vocab, folder, norm, extractor)
 
 
 def unknown_characters(processor: Any, sentences: Sequence[str]) -> dict[str, int]:
@@ -104,22 +126,12 @@ def unknown_characters(processor: Any, sentences: Sequence[str]) -> dict[str, in
 
 
 # --- model -------------------------------------------------------------------------------------
-def model_load_error(model: str, exc: Exception) -> AsrfairError:
-    """Name the --model and say what to do: a broken folder, or a hub id with no network."""
-    if Path(model).exists():
-        return AsrfairError(
-            f"--model {model}: not a Wav2Vec2ForCTC checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); it needs config.json and weights"
-        )
-    return AsrfairError(
-        f"--model {model}: no such folder, and the Hugging Face hub is unreachable "
-        f"({type(exc).__name__}); download the checkpoint elsewhere and pass its local folder"
-    )
-
-
-def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_head: bool) -> Any:
-    """Any Wav2Vec2ForCTC checkpoint, with our regularisation and, if needed, a new CTC head."""
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+def load_model(
+    model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_head: bool, adapter: str = ""
+) -> Any:
+    """Any waveform CTC checkpoint (``AutoModelForCTC``), with our regularisation, its MMS
+    language adapter if one is named, and, if needed, a new CTC head."""
+    from transformers import AutoConfig, AutoModelForCTC
 
     overrides: dict[str, Any] = {
         **cfg.model_config(),
@@ -129,14 +141,25 @@ def load_model(model: str, vocab: dict[str, int], cfg: TrainConfig, *, reinit_he
         "vocab_size": len(vocab),
     }
     try:
-        config = Wav2Vec2Config.from_pretrained(model, **overrides)
-        net = Wav2Vec2ForCTC.from_pretrained(model, config=config, ignore_mismatched_sizes=True)
+        config = AutoConfig.from_pretrained(model, **overrides)
+        net = AutoModelForCTC.from_pretrained(model, config=config, ignore_mismatched_sizes=True)
     except Exception as exc:
         raise model_load_error(model, exc) from None
-    if reinit_head:  # a different vocabulary means different output units
-        torch.manual_seed(cfg.seed)
-        net.lm_head.reset_parameters()
+    apply_adapter(net, adapter, model)  # its head is the language's, sized by its vocabulary
+    if reinit_head or net.lm_head.out_features != len(vocab):
+        fresh_head(net, len(vocab), cfg.seed)  # different output units
     return net
+
+
+def fresh_head(net: Any, size: int, seed: int) -> None:
+    """A newly initialised CTC head of ``size`` outputs, drawn from ``seed``."""
+    torch.manual_seed(seed)
+    if net.lm_head.out_features == size:
+        net.lm_head.reset_parameters()
+        return
+    old = net.lm_head
+    net.lm_head = torch.nn.Linear(old.in_features, size, device=old.weight.device)
+    net.config.vocab_size = size
 
 
 # --- data --------------------------------------------------------------------------------------
