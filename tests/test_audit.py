@@ -138,6 +138,9 @@ def test_eval_steps_hold_out_training_speakers_and_log_the_gap_per_evaluation(
     test_ids = set((tmp_path / "eval" / "splits/test.txt").read_text().split())
     train_ids = set((tmp_path / "eval" / "splits/train.txt").read_text().split())
     assert held and set(held) <= train_ids and not set(held) & test_ids
+    assert (tmp_path / "eval" / "splits/eval.txt").read_text().split() == sorted(held)
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any(w.startswith(f"--eval-steps held out {len(held)} of the subset") for w in warnings)
     audit(tiny_cv, tiny_model, tmp_path / "plain")  # without --eval-steps: the same test set
     assert (tmp_path / "plain" / "splits/test.txt").read_text().split() == sorted(test_ids)
 
@@ -221,7 +224,8 @@ def test_out_folder_of_another_configuration_is_refused(
     [
         (["--train-subset", "accents=de"], "--train-subset 'accents=de' selects no rows"),
         (["--batch-size", "64"], "fewer than one batch (--batch-size 64)"),
-        (["--model", "/nonexistent/model"], "hub is unreachable"),
+        (["--model", "/nonexistent/model"], "--model /nonexistent/model: no such folder; check"),
+        (["--model", "someone/no-such-model"], "hub is unreachable"),
         (["--train-subset", "mal"], "unknown subset 'mal'; known: "),
     ],
 )

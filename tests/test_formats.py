@@ -223,6 +223,9 @@ def test_stm_labels_become_groups_and_ctm_words_go_by_time(tmp_path: Path) -> No
         (["rec 1 s 0 1 a"], ["other 1 0 1 a"], "hyp.ctm, line 1: recording 'other' channel"),
         (["rec 1 s 0 1 a"], ["rec 1 0 1"], "hyp.ctm, line 1: 4 fields"),
         (["rec 1 s 0 1 <o,f a"], ["rec 1 0 1 a"], "labels '<o,f' do not end with '>'"),
+        (["rec 1 s nan nan a"], ["rec 1 0 1 a"], "ref.stm, line 1: start 'nan' is not a number"),
+        (["rec 1 s 0 1 a"], ["rec 1 -5 1 a"], "hyp.ctm, line 1: start '-5' is not a number"),
+        (["rec 1 s 0 1 a"], ["rec 1 0 inf a"], "hyp.ctm, line 1: duration 'inf' is not a number"),
     ],
 )
 def test_bad_stm_and_ctm_lines_are_named(
@@ -348,3 +351,34 @@ def test_nemo_manifest_and_kaldi_directory_as_datasets(tmp_path: Path) -> None:
     write(data / "wav.scp", [f"{utts[0]} sox a.wav -t wav - |"])
     with pytest.raises(AsrfairError, match=r"wav.scp, line 1: .* through a command"):
         load_corpus(f"manifest:{data}", installed().datasets())
+
+
+def test_stm_ignore_segments_in_any_case_and_ctm_ties_in_file_order(tmp_path: Path) -> None:
+    """TED-LIUM writes ignore_time_segment_in_scoring in lower case; words that share a
+    midpoint (made-up times) keep their order in the file, not their spelling's."""
+    ref = write(
+        tmp_path / "ref.stm",
+        ["rec 1 s 0 2 b a c", "rec 1 t 2 4 ignore_time_segment_in_scoring"],
+    )
+    hyp = write(tmp_path / "hyp.ctm", ["rec 1 0.5 0 b", "rec 1 0.5 0 a", "rec 1 1.5 0 c"])
+    data = run_json("score", str(hyp), "--ref-file", str(ref))
+    assert data["overall"]["n_ref_words"] == 3 and data["overall"]["errors"] == 0
+
+
+def test_a_null_hypothesis_in_a_manifest_is_counted(tmp_path: Path) -> None:
+    rows = [
+        {"audio_filepath": "a.wav", "text": "un deux", "pred_text": None},
+        {"audio_filepath": "b.wav", "text": "trois", "pred_text": "trois"},
+    ]
+    path = tmp_path / "m.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = run_json("score", str(path))
+    assert any("1 of 2 lines have no hypothesis" in w for w in data["warnings"])
+
+
+def test_a_kaldi_text_file_alone_asks_for_its_data_directory(tmp_path: Path) -> None:
+    data = kaldi_dir(tmp_path / "data")
+    hyp = kaldi_hyp(tmp_path / "decode" / "text", data)
+    assert "a Kaldi 'text' file; name its data directory with --ref-file" in fail("score", str(hyp))
+    message = fail("score", str(hyp), "--ref-file", str(data / "text"), "--input-format", "kaldi")
+    assert f"give its folder, --ref-file {data}" in message

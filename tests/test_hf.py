@@ -123,6 +123,20 @@ def test_group_wer_decodes_ctc_logits_and_reports_each_group_and_the_gap(tiny: P
     )
 
 
+def test_group_wer_takes_token_ids_as_hf_ctc_examples_hand_them(tiny: Path) -> None:
+    """preprocess_logits_for_metrics=argmax (HF's CTC example) hands over ids, not logits:
+    decoded as ids they give the same rates, never a silent 100% WER."""
+    processor = load_processor(str(tiny))
+    compute = GroupWER(processor, {"gender": GENDER}, SPEAKERS)
+    logits = _eval_prediction(processor, HYPS, pad_frames=7)
+    ids = np.argmax(logits.predictions, axis=-1)
+    ids[(logits.predictions == -100).all(axis=-1)] = -100
+    as_ids = type(logits)(predictions=ids, label_ids=logits.label_ids)
+    assert compute(as_ids) == pytest.approx(compute(logits))
+    with pytest.raises(AsrfairError, match=r"GroupWER: predictions of shape \(3,\)"):
+        compute(type(logits)(predictions=np.zeros(3), label_ids=logits.label_ids))
+
+
 def _clips(folder: Path, n: int) -> list[str]:
     paths = []
     for i in range(n):

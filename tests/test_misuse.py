@@ -230,3 +230,43 @@ def test_a_damaged_stored_report_is_one_line(tmp_path: Path, mutation: str, fmt:
     result = runner.invoke(cli.app, ["report", str(tmp_path), "--format", fmt])
     assert result.exit_code == 2, result.output
     assert str(tmp_path) in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_dataset_dicts_split_names_are_part_of_its_saved_name(tmp_path: Path) -> None:
+    """{train: X, test: Y} and {test: X, train: Y} hold the same parts under other names: an
+    audit of one must never read the other's saved copy."""
+    import datasets
+
+    from asrfair.hfdata import saved_for_audit
+
+    x = datasets.Dataset.from_dict({"sentence": ["a"]})
+    y = datasets.Dataset.from_dict({"sentence": ["b"]})
+    one = saved_for_audit(datasets.DatasetDict({"train": x, "test": y}), tmp_path)
+    other = saved_for_audit(datasets.DatasetDict({"test": x, "train": y}), tmp_path)
+    assert one != other
+    assert datasets.load_from_disk(one[3:])["test"]["sentence"] == ["b"]
+    assert saved_for_audit(datasets.DatasetDict({"train": x, "test": y}), tmp_path) == one
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [
+        ("missing/plot.png", "there is no folder"),
+        ("report.png", "is also --out; give the report and the plot two files"),
+    ],
+)
+def test_a_plot_that_cannot_be_written_fails_before_scoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plot: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["score", str(TRANSCRIPTS), "--groups", "gender", "--out", "report.png", *FAST]
+    result = runner.invoke(cli.app, [*args, "--plot", plot])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "report.png").exists()
+
+
+def test_eval_steps_without_training_is_refused(tmp_path: Path) -> None:
+    args = ["audit", "--no-train", "--eval-steps", "5", "--out", str(tmp_path / "r"), *FAST]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 2
+    assert "--eval-steps 5: evaluates during training, and --no-train" in result.stderr

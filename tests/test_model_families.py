@@ -198,6 +198,7 @@ def test_mms_fine_tuning_starts_from_the_language_adapter(models: dict[str, Path
         ("whisper", [*WHISPER, "--task", "summarise"], "--task summarise: use transcribe or"),
         ("whisper", [*WHISPER, "--max-new-tokens", "61"], "use --max-new-tokens 60 or less"),
         ("whisper.en", [*WHISPER, "--language", "fr"], "is not multilingual; drop --language"),
+        ("whisper.en", [*WHISPER, "--task", "transcribe"], "is English-only and takes no task"),
     ],
 )
 def test_options_the_checkpoint_cannot_take_are_refused_before_the_run(

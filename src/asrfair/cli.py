@@ -326,7 +326,7 @@ def score_command(
         active().exporters().get(fmt, option="--format")  # fail before the work, not after
         check_out(out, [file, *([ref_file] if ref_file else [])])
         if plot is not None:
-            check_plot(plot, groups)
+            check_plot(plot, groups, out)
         result = api.score(
             file,
             groups=parse_groupings(groups),
@@ -352,12 +352,17 @@ def score_command(
             say("", f"wrote {result.plot(plot)}")
 
 
-def check_plot(plot: Path, groups: str) -> None:
+def check_plot(plot: Path, groups: str, out: Path | None) -> None:
     """Refuse a --plot that cannot be drawn before scoring: a bad suffix (which also keeps a
-    transcripts file from being overwritten), a folder, or no --groups."""
+    transcripts file from being overwritten), a folder, a folder that is not there, the
+    --out file itself, or no --groups."""
     from asrfair.plots import check_plot_path
 
     check_plot_path(plot)
+    if not plot.parent.is_dir():
+        raise AsrfairError(f"--plot {plot}: there is no folder {plot.parent}; create it first")
+    if out is not None and out.resolve() == plot.resolve():
+        raise AsrfairError(f"--plot {plot} is also --out; give the report and the plot two files")
     if not parse_groupings(groups):
         raise AsrfairError(f"--plot {plot}: plots rates per group; pass --groups")
 

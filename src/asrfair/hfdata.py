@@ -134,14 +134,16 @@ def saved_for_audit(data: Any, root: Path) -> str:
     """An in-memory Dataset or DatasetDict as an ``hf:`` spec an audit can record and resume:
     it is saved once under ``root``, named by its fingerprint (the same data, the same folder),
     so the run's config.json names data that can be read again."""
-    parts = [data] if not hasattr(data, "keys") else [data[k] for k in sorted(data.keys())]
+    names = sorted(data.keys()) if hasattr(data, "keys") else [""]
+    parts = [data[k] for k in names] if hasattr(data, "keys") else [data]
     prints = [getattr(part, "_fingerprint", None) for part in parts]
     if not all(prints):
         raise AsrfairError(
             "dataset: this Dataset has no fingerprint to name it by; save it with "
             "save_to_disk(FOLDER) and pass dataset='hf:FOLDER'"
         )
-    key = hashlib.sha256("|".join(map(str, prints)).encode()).hexdigest()[:16]
+    named = [f"{name}={fingerprint}" for name, fingerprint in zip(names, prints, strict=True)]
+    key = hashlib.sha256("|".join(named).encode()).hexdigest()[:16]  # splits named too
     folder = root / f"dataset-{key}"
     if not folder.is_dir():
         partial = root / f".dataset-{key}.{os.getpid()}.partial"

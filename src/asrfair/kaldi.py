@@ -91,9 +91,10 @@ def _genders(path: Path, speakers: pd.Series) -> list[str]:
 def load_kaldi(ref_dir: Path, hyp_path: Path) -> pd.DataFrame:
     """The data directory's utterances with the decode's hypotheses, paired by utterance id."""
     if not ref_dir.is_dir():
+        hint = f"; give its folder, --ref-file {ref_dir.parent}" if ref_dir.name == "text" else ""
         raise AsrfairError(
             f"--ref-file {ref_dir}: not a folder; a Kaldi reference is a data directory with "
-            "text and utt2spk"
+            f"text and utt2spk{hint}"
         )
     frame = read_data_dir(ref_dir).rename(columns={"sentence": "ref"})
     hyps = read_table_file(hyp_path, "'utterance-id words' per line (an id alone: empty)")

@@ -72,6 +72,8 @@ def model_load_error(model: str, exc: Exception) -> AsrfairError:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             "it needs config.json, weights and its processor files"
         )
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:  # a path, not a hub id
+        return AsrfairError(f"--model {model}: no such folder; check the path")
     return AsrfairError(
         f"--model {model}: no such folder, and the Hugging Face hub is unreachable "
         f"({type(exc).__name__}); download the checkpoint elsewhere and pass its local folder"
@@ -184,6 +186,11 @@ def _check_seq2seq(info: ModelInfo, choice: ModelChoice, *, no_train: bool) -> N
             )
     if choice.language:
         _check_language(info, choice.language)
+    if choice.task and info.model_type == "whisper" and not _multilingual(info):
+        raise AsrfairError(
+            f"--task {choice.task}: --model {info.path} is English-only and takes no task; "
+            "drop --task"
+        )
     positions = getattr(info.config, "max_target_positions", None)
     if choice.max_new_tokens and positions and choice.max_new_tokens + PROMPT_TOKENS > positions:
         raise AsrfairError(
@@ -207,6 +214,18 @@ def _model_class(info: ModelInfo) -> Any:
         else MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
     )
     return getattr(transformers, names[info.model_type])
+
+
+def _multilingual(info: ModelInfo) -> bool:
+    """Whether a Whisper checkpoint takes --language and --task (its generation config says)."""
+    from transformers import GenerationConfig
+
+    try:
+        generation = GenerationConfig.from_pretrained(info.path)
+    except Exception as exc:
+        raise model_load_error(info.path, exc) from None
+    known = getattr(generation, "lang_to_id", None) or {}
+    return bool(getattr(generation, "is_multilingual", bool(known)) and known)
 
 
 def _check_language(info: ModelInfo, language: str) -> None:

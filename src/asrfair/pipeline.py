@@ -175,6 +175,11 @@ def check_model(options: AuditOptions) -> None:
     processor loads and (Whisper) its input window holds every clip --max-seconds keeps."""
     model = options.resolved_model()
     check_choice(inspect_model(model), model_choice(options), no_train=options.no_train)
+    if options.no_train and options.train.eval_steps:
+        raise AsrfairError(
+            f"--eval-steps {options.train.eval_steps}: evaluates during training, and "
+            "--no-train trains nothing; drop one of the two"
+        )
     if not options.no_train:
         return
     try:
@@ -245,6 +250,7 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
     train_rows, eval_rows = data.subset, None
     if options.train.eval_steps:  # a held-out slice of the training side, never the test split
         train_rows, eval_rows = hold_out(data.subset, options.groups, options.train.seed)
+        _record_hold_out(eval_rows, data, settings, state)
     fine_tune(
         net,
         processor,
@@ -259,6 +265,22 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
     )
     state.wait_for_everyone()
     return str(model_dir)
+
+
+def _record_hold_out(
+    eval_rows: pd.DataFrame, data: RunData, settings: RunSettings, state: Any
+) -> None:
+    """--eval-steps trains on fewer rows than the subset: the held-out ids go to
+    splits/eval.txt and the report says how many, so the training table is not misread."""
+    if state.is_main_process:
+        ids = "\n".join(sorted(eval_rows["id"])) + "\n"
+        files.write_text(settings.out / "splits" / "eval.txt", ids)
+    data.notes.append(
+        f"--eval-steps held out {len(eval_rows):,} of the subset's {len(data.subset):,} "
+        f"utterances ({eval_rows['speaker'].nunique():,} speakers, at least one per group) to "
+        "log per-group WER during training; the model did not train on them "
+        "(splits/eval.txt)"
+    )
 
 
 def _table(rows: pd.DataFrame, processor: Any) -> Any:

@@ -17,6 +17,7 @@ conversion that could pair the wrong words. Two sclite conventions shape the sco
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -246,16 +247,19 @@ class Segment:
 
     @property
     def ignored(self) -> bool:
-        return self.text.strip() == IGNORE
+        return self.text.strip().lower() == IGNORE.lower()  # TED-LIUM writes it in lower case
 
 
 def _time(line: Line, index: int, name: str) -> float:
     try:
-        return float(line.fields[index])
+        seconds = float(line.fields[index])
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
         raise AsrfairError(
             f"{line.where()}: {name} {line.fields[index]!r} is not a number of seconds"
-        ) from None
+        )
+    return seconds
 
 
 def read_stm(path: Path) -> list[Segment]:
@@ -317,7 +321,13 @@ def _assign(segments: list[Segment], ctm: Path) -> dict[tuple[str, str], list[st
             outside.setdefault(key, []).append((midpoint, word))
         else:
             home.words.append((midpoint, word))
-    return {key: [w for _, w in sorted(words)] for key, words in outside.items()}
+    return {key: _in_time_order(words) for key, words in outside.items()}
+
+
+def _in_time_order(words: list[tuple[float, str]]) -> list[str]:
+    """By midpoint, and in file order where two share one (zero or made-up times): the sort is
+    stable on the time alone, never on the words' spelling."""
+    return [word for _, word in sorted(words, key=lambda item: item[0])]
 
 
 def load_stm_ctm(ref_path: Path, hyp_path: Path, label_names: list[str]) -> pd.DataFrame:
@@ -334,7 +344,7 @@ def load_stm_ctm(ref_path: Path, hyp_path: Path, label_names: list[str]) -> pd.D
         if segment.ignored:
             continue
         counts[segment.speaker] = counts.get(segment.speaker, 0) + 1
-        hyp = [word for _, word in sorted(segment.words)]
+        hyp = _in_time_order(segment.words)
         row = {
             "id": f"{segment.speaker}-{counts[segment.speaker]:03d}",
             "speaker": segment.speaker,

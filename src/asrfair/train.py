@@ -32,7 +32,7 @@ from asrfair.models import apply_adapter, model_load_error, read_vocab_file
 from asrfair.split import speaker_split
 
 PAD, UNK, DELIMITER = "[PAD]", "[UNK]", "|"
-EVAL_FRACTION = 0.1  # of the training subset's utterances, held out when --eval-steps is set
+EVAL_FRACTION = 0.1  # of the subset's utterances, in whole speakers, at least one per group
 
 
 # --- vocabulary and processor ------------------------------------------------------------------

@@ -88,8 +88,18 @@ class GroupWER:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         pad = self.processor.tokenizer.pad_token_id
-        ids = np.argmax(logits, axis=-1)
-        ids[(np.asarray(logits) == -100).all(axis=-1)] = pad  # frames added by batch padding
+        logits = np.asarray(logits)
+        if logits.ndim == 2 and np.issubdtype(logits.dtype, np.integer):
+            ids = np.where(logits == -100, pad, logits)  # token ids already (argmax in
+            # preprocess_logits_for_metrics, as HF's CTC example does)
+        elif logits.ndim == 3:
+            ids = np.argmax(logits, axis=-1)
+            ids[(logits == -100).all(axis=-1)] = pad  # frames added by batch padding
+        else:
+            raise AsrfairError(
+                f"GroupWER: predictions of shape {logits.shape} ({logits.dtype}); give CTC "
+                "logits (batch, frames, vocabulary) or token ids (batch, frames)"
+            )
         labels = np.where(np.asarray(labels) == -100, pad, labels)
         hyps = self.processor.batch_decode(ids)
         refs = self.processor.batch_decode(labels, group_tokens=False)

@@ -100,7 +100,8 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
             raise AsrfairError(_key_mismatch(path, number, record, keys))
         keys = keys or dict.fromkeys(record, number)
         records.append(record)
-    return pd.DataFrame.from_records(records).astype("string").fillna("")
+    # nulls stay null here: select_columns counts a null ref or hyp before it scores it as ""
+    return pd.DataFrame.from_records(records).astype("string")
 
 
 def _key_mismatch(path: Path, number: int, record: dict[str, object], keys: dict[str, int]) -> str:
@@ -202,6 +203,11 @@ def _read_table(path: Path, text: str, sep: str) -> pd.DataFrame:
 def table_kind(path: Path) -> str:
     """The table format a suffix names; standard input is told by its first line instead."""
     kind = FORMATS.get(path.suffix.lower())
+    if kind is None and path.name == "text":  # a Kaldi decode's hypotheses
+        raise AsrfairError(
+            f"{path}: a Kaldi 'text' file; name its data directory with --ref-file DATA_DIR "
+            "(the folder holding text and utt2spk)"
+        )
     if kind is None:
         raise AsrfairError(
             f"{path}: unknown format {path.suffix!r}; use .csv, .tsv, .jsonl (.json for NeMo "
@@ -256,7 +262,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             )
     if frame.empty:
         raise AsrfairError(f"{path}: no rows; expected one row per utterance")
-    return frame.astype("string").fillna("")
+    return frame.astype("string")  # nulls stay null, as for JSONL
 
 
 def _require(source: str, frame: pd.DataFrame, column: str, option: str) -> None:
@@ -325,7 +331,7 @@ def select_columns(
     out = pd.DataFrame(index=frame.index)
     if columns.id in frame.columns or "id" in columns.explicit:
         _require(source, frame, columns.id, "--id-col")
-        out["id"] = frame[columns.id].astype(str)
+        out["id"] = frame[columns.id].astype("string").fillna("").astype(str)
     else:  # no id column and none asked for: ids are the line (or row) numbers
         out["id"] = [f"{noun[:-1]}-{where(i)}" for i in range(len(frame))]
         out.attrs[IDS_FROM_LINES] = True
@@ -342,7 +348,7 @@ def select_columns(
     out.attrs[NOTES] = _missing_text(frame, columns, noun)
     if columns.speaker in frame.columns or "speaker" in columns.explicit:
         _require(source, frame, columns.speaker, "--speaker-col")
-        out["speaker"] = frame[columns.speaker].astype(str)
+        out["speaker"] = frame[columns.speaker].astype("string").fillna("").astype(str)
     for grouping in groupings:
         for part in columns_of(grouping):
             _require(source, frame, part, "--groups")

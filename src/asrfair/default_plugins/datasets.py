@@ -121,7 +121,9 @@ def load_manifest(arg: str | None) -> Corpus:
     if path.is_dir():
         frame = load_kaldi_corpus(path)
         return Corpus(f"manifest:{path}", frame, aliases=MANIFEST_ALIASES)
-    return Corpus(f"manifest:{path}", read_table(path), root=path.parent, aliases=MANIFEST_ALIASES)
+    return Corpus(
+        f"manifest:{path}", read_table(path).fillna(""), root=path.parent, aliases=MANIFEST_ALIASES
+    )
 
 
 def load_hf(arg: str | None) -> Corpus:
