@@ -96,8 +96,9 @@ def test_plots_exist_and_have_a_size(finished: Path) -> None:
     assert run_plot.shape[0] > 200 and run_plot.shape[1] > 300
 
 
+@pytest.mark.parametrize("gather", [[], ["--gather-only"]], ids=["plain", "gather-only"])
 def test_running_again_recomputes_nothing(
-    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch
+    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch, gather: list[str]
 ) -> None:
     def no_runs(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was computed again")
@@ -105,7 +106,7 @@ def test_running_again_recomputes_nothing(
     monkeypatch.setattr(audit_module, "run_audit", no_runs)
     before = (finished / "study.md").read_text()
     result = runner.invoke(
-        app, ["study", str(study_file), "--out", str(finished), "--format", "md"]
+        app, ["study", str(study_file), "--out", str(finished), "--format", "md", *gather]
     )
     assert result.exit_code == 0, result.output
     assert (finished / "study.md").read_text() == before
@@ -403,21 +404,6 @@ def test_cluster_mistakes_are_one_line_errors_that_run_nothing(
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
-
-
-def test_gather_only_of_a_finished_study_runs_nothing(
-    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_runs(*args: object, **kwargs: object) -> None:
-        raise AssertionError("--gather-only ran a run")
-
-    monkeypatch.setattr(audit_module, "run_audit", no_runs)
-    before = (finished / "study.json").read_text()
-    result = runner.invoke(
-        app, ["study", str(study_file), "--out", str(finished), "--gather-only", "-f", "md"]
-    )
-    assert result.exit_code == 0, result.output
-    assert (finished / "study.json").read_text() == before
 
 
 def test_runs_in_concurrent_processes_then_a_gather_equal_the_serial_study(
