@@ -293,7 +293,11 @@ def test_documented_command_lines_parse(
 
 
 # Options of other programs that the docs show beside asrfair's.
-FOREIGN_OPTIONS = {"--nproc-per-node": "torchrun", "--num_processes": "accelerate launch"}
+FOREIGN_OPTIONS = {
+    "--nproc-per-node": "torchrun",
+    "--num_processes": "accelerate launch",
+    **dict.fromkeys(("--array", "--gres", "--parsable", "--dependency", "--wrap"), "sbatch"),
+}
 
 
 def _options(command: Any) -> set[str]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib.image
@@ -93,8 +96,9 @@ def test_plots_exist_and_have_a_size(finished: Path) -> None:
     assert run_plot.shape[0] > 200 and run_plot.shape[1] > 300
 
 
+@pytest.mark.parametrize("gather", [[], ["--gather-only"]], ids=["plain", "gather-only"])
 def test_running_again_recomputes_nothing(
-    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch
+    finished: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch, gather: list[str]
 ) -> None:
     def no_runs(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was computed again")
@@ -102,7 +106,7 @@ def test_running_again_recomputes_nothing(
     monkeypatch.setattr(audit_module, "run_audit", no_runs)
     before = (finished / "study.md").read_text()
     result = runner.invoke(
-        app, ["study", str(study_file), "--out", str(finished), "--format", "md"]
+        app, ["study", str(study_file), "--out", str(finished), "--format", "md", *gather]
     )
     assert result.exit_code == 0, result.output
     assert (finished / "study.md").read_text() == before
@@ -316,3 +320,184 @@ def test_a_run_of_the_bundled_model_still_matches_after_the_project_moves() -> N
     assert stored_options({"options": moved}) == current
     other = {**current, "model": "/models/wav2vec2-fr"}
     assert stored_options({"options": other}) != current
+
+
+# On a cluster: --plan, one run per process (--run/--index), then the gather --------------------
+
+
+def _plan(study_file: Path, out: Path) -> list[dict[str, object]]:
+    result = runner.invoke(
+        app, ["study", str(study_file), "--out", str(out), "--plan", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    planned: list[dict[str, object]] = json.loads(result.stdout)
+    return planned
+
+
+def _asrfair(argv: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
+    """asrfair in a process of its own, as a job array task or a GNU parallel slot runs it."""
+    env = {**os.environ, "ASRFAIR_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "asrfair", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_plan_prints_one_quoted_command_per_run(study_file: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "a study's folder"
+    odd.mkdir()
+    copy = odd / "tiny study.toml"
+    copy.write_text(study_file.read_text())
+    out = odd / "out dir"
+    text = runner.invoke(app, ["study", str(copy), "--out", str(out), "--plan"])
+    assert text.exit_code == 0, text.output
+    names = [f"{s}--{h}" for h in ("slow", "fast") for s in ("all", "male", "female")]
+    lines = text.stdout.splitlines()
+    assert [shlex.split(line) for line in lines] == [
+        ["asrfair", "study", str(copy.resolve()), "--out", str(out.resolve()), "--run", name]
+        for name in names
+    ]
+    planned = _plan(copy, out)
+    assert [(p["index"], p["name"], p["subset"], p["hparams"]) for p in planned] == [
+        (i, n, n.split("--")[0], n.split("--")[1]) for i, n in enumerate(names)
+    ]
+    assert [p["command"] for p in planned] == lines
+    assert not out.exists()  # a plan runs and writes nothing
+    bare = runner.invoke(app, ["study", str(copy), "--plan"])
+    assert "--out" not in bare.stdout and len(bare.stdout.splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--run", "male--medium"],
+            "--run male--medium: study 'tiny' has no such run; valid runs: "
+            "all--slow, male--slow, female--slow, all--fast, male--fast, female--fast",
+        ),
+        (["--index", "6"], "--index 6: study 'tiny' has 6 runs, so give 0 to 5 (0=all--slow, 1="),
+        (["--index", "-1"], "--index -1: study 'tiny' has 6 runs, so give 0 to 5"),
+        (["--run", "all--slow", "--index", "0"], "--run and --index both name a run; give one"),
+        (["--plan", "--index", "0"], "--plan only lists the runs; drop --index"),
+        (["--plan", "--gather-only"], "--plan only lists the runs; drop --gather-only"),
+        (["--run", "all--slow", "--gather-only"], "--run runs one run and --gather-only runs none"),
+        (
+            ["--plan", "--format", "md"],
+            "--format md: --plan prints shell commands (the default) or",
+        ),
+        (
+            ["--gather-only"],
+            "--gather-only: 6 of 6 runs of study 'tiny' are not finished with its "
+            "options (all--slow, male--slow, female--slow, all--fast, male--fast, female--fast); "
+            "run each with --run NAME (see --plan), or drop --gather-only",
+        ),
+    ],
+)
+def test_cluster_mistakes_are_one_line_errors_that_run_nothing(
+    study_file: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "study"
+    result = runner.invoke(app, ["study", str(study_file), "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_runs_in_concurrent_processes_then_a_gather_equal_the_serial_study(
+    finished: Path, study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three runs in three processes at once (by --index and by a --plan line, sharing a fresh
+    audio cache), then --gather-only: the same numbers and tables as one serial study of the
+    same file. One hyper-parameter set keeps it to three processes on a 2-core machine."""
+    fast = tmp_path / "fast.toml"
+    head, tail = study_file.read_text().split("[hparams.slow]")
+    fast.write_text(head + "[hparams.fast]" + tail.split("[hparams.fast]")[1])
+    out, serial = tmp_path / "fast", tmp_path / "serial"
+    planned = _plan(fast, out)
+    assert [p["name"] for p in planned] == ["all--fast", "male--fast", "female--fast"]
+    jobs = [["study", str(fast), "--out", str(out), "--index", "0"]]
+    jobs += [shlex.split(str(p["command"]))[1:] for p in planned[1:]]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = list(pool.map(lambda argv: _asrfair(argv, tmp_path / "cache"), jobs))
+    for result in done:
+        assert result.returncode == 0, result.stderr
+        assert "finished in" in result.stderr
+    assert not (out / "study.json").exists()  # a single run writes no tables
+    gathered = runner.invoke(app, ["study", str(fast), "--out", str(out), "--gather-only"])
+    assert gathered.exit_code == 0, gathered.output
+    monkeypatch.setenv("ASRFAIR_CACHE", str(finished.parent / "cache"))
+    one = runner.invoke(app, ["study", str(fast), "--out", str(serial)])
+    assert one.exit_code == 0, one.output
+    for p in planned:
+        ours = json.loads((out / "runs" / str(p["name"]) / "metrics.json").read_text())
+        theirs = json.loads((serial / "runs" / str(p["name"]) / "metrics.json").read_text())
+        for key in ("overall", "groups", "gaps"):
+            assert ours[key] == theirs[key], (p["name"], key)
+    assert json.loads((out / "study.json").read_text()) == json.loads(
+        (serial / "study.json").read_text()
+    )
+    for name in ("study.md", "study.tex", "study.csv"):
+        assert (out / name).read_text() == (serial / name).read_text(), name
+
+
+HOLD = (
+    "import sys\nfrom pathlib import Path\nfrom asrfair.runs import run_lock\n"
+    "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+)
+
+
+def test_a_held_run_or_study_folder_is_a_one_line_error_naming_the_holder(
+    finished: Path, study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds run male--slow: --run on it stops naming that process, and a
+    plain study (which would run it) stops too, while another run of the study goes ahead."""
+    monkeypatch.setenv("ASRFAIR_CACHE", str(finished.parent / "cache"))
+    out = tmp_path / "tiny"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out / "runs" / "male--slow")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        base = ["study", str(study_file), "--out", str(out)]
+        refused = runner.invoke(app, [*base, "--run", "male--slow"])
+        assert refused.exit_code == 2, refused.output
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert f"runs/male--slow is in use by another asrfair process (pid {holder.pid} on" in (
+            refused.stderr
+        )
+        other = runner.invoke(app, [*base, "--index", "2"])  # female--slow
+        assert other.exit_code == 0, other.output
+        assert (out / "runs" / "female--slow" / "metrics.json").is_file()
+        assert not (out / "runs" / "male--slow" / "metrics.json").exists()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_a_second_gather_of_one_study_folder_is_refused_naming_the_holder(
+    study_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tiny"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = runner.invoke(app, ["study", str(study_file), "--out", str(out)])
+        assert refused.exit_code == 2, refused.output
+        assert f"is in use by another asrfair process (pid {holder.pid} on" in refused.stderr
+        assert not (out / "runs").exists()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -31,6 +31,9 @@ from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins
 from asrfair.report import Report
 
+if typing.TYPE_CHECKING:
+    from asrfair.study import Study
+
 app = typer.Typer(
     name="asrfair",
     help="Does an ASR model serve some speakers worse than others? Numbers that hold up in review.",
@@ -493,13 +496,34 @@ def study_command(
     ] = None,
     fmt: FormatOpt = "rich",
     bold_best: Annotated[bool, typer.Option("--bold-best", help="Bold the best rates.")] = False,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Print one command per run (with --format json: a list)."),
+    ] = False,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run only this run (a name from --plan); no tables.")
+    ] = None,
+    index: Annotated[
+        int | None,
+        typer.Option("--index", help="Run only the run at this 0-based index (a job array's id)."),
+    ] = None,
+    gather_only: Annotated[
+        bool,
+        typer.Option("--gather-only", help="Write the tables; fail if a run is unfinished."),
+    ] = False,
 ) -> None:
-    """Run every (training subset x hyper-parameter set) on one test set; one combined table."""
-    from asrfair.study import load_study, run_study, write_study_outputs
+    """Run every (training subset x hyper-parameter set) on one test set; one combined table.
+
+    On a cluster: --plan lists one command per run, --run/--index runs one (a job array
+    task), then a plain or --gather-only study writes the tables (docs/cluster.md)."""
+    from asrfair.study import load_study, pick_run, run_one, run_study, write_study_outputs
 
     with user_errors():
-        active().exporters().get(fmt, option="--format")
+        _check_study_modes(fmt, plan=plan, run=run, index=index, gather_only=gather_only)
         study = load_study(file, active())
+        if plan:
+            _print_plan(study, file, out, fmt)
+            return
         folder = out or file.with_suffix("")
         if folder.exists() and not folder.is_dir():
             raise AsrfairError(
@@ -507,7 +531,11 @@ def study_command(
                 "file with a .toml suffix, or pass --out"
             )
         try:
-            report = run_study(study, folder, active())
+            if run is not None or index is not None:
+                done = run_one(study, folder, pick_run(study, run, index), active())
+                say("", f"run {done['name']} finished in {folder / 'runs' / done['name']}")
+                return
+            report = run_study(study, folder, active(), gather_only=gather_only)
         except KeyboardInterrupt:
             stderr().print(
                 "[yellow]interrupted:[/] run the same command to resume", highlight=False
@@ -517,6 +545,36 @@ def study_command(
         write_study_outputs(report, folder, active().exporters())
         emit(report, fmt, None)
         say("", f"study folder: {folder}")
+
+
+def _check_study_modes(
+    fmt: str, *, plan: bool, run: str | None, index: int | None, gather_only: bool
+) -> None:
+    """--plan, one run (--run or --index) and --gather-only are three different jobs; a mix
+    is a mistake in a job script, better caught before anything runs."""
+    if run is not None and index is not None:
+        raise AsrfairError("--run and --index both name a run; give one of them")
+    one = "--run" if run is not None else "--index" if index is not None else None
+    if plan and (one or gather_only):
+        raise AsrfairError(f"--plan only lists the runs; drop {one or '--gather-only'}")
+    if one and gather_only:
+        raise AsrfairError(f"{one} runs one run and --gather-only runs none; give one of them")
+    if plan and fmt not in ("rich", "json"):
+        raise AsrfairError(
+            f"--format {fmt}: --plan prints shell commands (the default) or json (--format json)"
+        )
+    active().exporters().get(fmt, option="--format")
+
+
+def _print_plan(study: Study, file: Path, out: Path | None, fmt: str) -> None:
+    """Commands on stdout, one a line (a job script reads line I+1 or uses --index I)."""
+    from asrfair.study import plan
+
+    planned = plan(study, file, out)
+    if fmt == "json":
+        print(json.dumps(planned, indent=2))
+    else:
+        print("".join(f"{entry['command']}\n" for entry in planned), end="")
 
 
 data_app = typer.Typer(

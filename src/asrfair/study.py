@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from asrfair.hparams import TrainConfig
 from asrfair.plugins import Plugins
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report
-from asrfair.runs import stored_options
+from asrfair.runs import run_lock, stored_options
 from asrfair.stats import StatsConfig, stats_config
 
 STUDY_KEYS = {
@@ -139,37 +140,107 @@ def load_study(path: Path, plugins: Plugins) -> Study:
     )
 
 
-def run_study(study: Study, out: Path, plugins: Plugins, *, progress: bool = True) -> Report:
-    """Run (or reuse, or resume) every combination, then build the combined report."""
+def run_study(
+    study: Study, out: Path, plugins: Plugins, *, progress: bool = True, gather_only: bool = False
+) -> Report:
+    """Run (or reuse, or resume) every combination, then build the combined report.
+
+    The study folder is held for the whole call, so two gathers never write its tables at once;
+    runs started on their own (``--run``) hold only their run folder, and run beside this.
+    With ``gather_only``, an unfinished run is an error instead of being run here: a job that
+    gathers after a job array must not quietly fine-tune what a failed array task left."""
+    if gather_only:  # before anything is written: a finished run stays finished
+        _require_finished(study, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        runs = [run_one(study, out, run, plugins, progress=progress) for run in study.run_names()]
+        _same_test_set(out, [r["name"] for r in runs])
+        return build_study_report(study, out, runs)
+
+
+def run_one(
+    study: Study, out: Path, run: tuple[str, str, str], plugins: Plugins, *, progress: bool = True
+) -> dict[str, Any]:
+    """One run of the grid, reused when finished and resumed when not; its row of the study.
+
+    The audit takes the run folder's lock, so a second process on the same run stops with a
+    one-line error naming the holder instead of appending every prediction twice."""
     from asrfair.pipeline import run_audit
 
-    out.mkdir(parents=True, exist_ok=True)
-    runs: list[dict[str, Any]] = []
-    for name, subset, hp in study.run_names():
-        run_dir = out / "runs" / name
-        options = AuditOptions(**study.options, train_subset=subset, train=study.hparams[hp])
-        metrics = run_dir / "metrics.json"
-        if not _finished(run_dir, options, study.stats):
-            settings = RunSettings(
-                out=run_dir,
-                resume=run_dir.exists(),
-                device=study.device,
-                batch_seconds=study.batch_seconds,
-                stats=study.stats,
-                progress=progress,
-                plugins=plugins,
-            )
-            run_audit(options, settings)
-        runs.append(
-            {
-                "name": name,
-                "subset": subset,
-                "hparams": hp,
-                "metrics": json.loads(metrics.read_text(encoding="utf-8")),
-            }
+    name, subset, hp = run
+    run_dir, options = out / "runs" / name, _run_options(study, subset, hp)
+    if not _finished(run_dir, options, study.stats):
+        settings = RunSettings(
+            out=run_dir,
+            resume=run_dir.exists(),
+            device=study.device,
+            batch_seconds=study.batch_seconds,
+            stats=study.stats,
+            progress=progress,
+            plugins=plugins,
         )
-    _same_test_set(out, [r["name"] for r in runs])
-    return build_study_report(study, out, runs)
+        run_audit(options, settings)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return {"name": name, "subset": subset, "hparams": hp, "metrics": metrics}
+
+
+def _run_options(study: Study, subset: str, hp: str) -> AuditOptions:
+    """The audit options of one run: the study's, with its training subset and hparams."""
+    return AuditOptions(**study.options, train_subset=subset, train=study.hparams[hp])
+
+
+def _require_finished(study: Study, out: Path) -> None:
+    """Name every run that ``--gather-only`` cannot use, and how to finish them."""
+    unfinished = [
+        name
+        for name, subset, hp in study.run_names()
+        if not _finished(out / "runs" / name, _run_options(study, subset, hp), study.stats)
+    ]
+    if unfinished:
+        total = len(study.run_names())
+        raise AsrfairError(
+            f"--gather-only: {len(unfinished)} of {total} runs of study {study.name!r} are not "
+            f"finished with its options ({', '.join(unfinished)}); run each with --run NAME "
+            "(see --plan), or drop --gather-only to run them in this process"
+        )
+
+
+def pick_run(study: Study, name: str | None, index: int | None) -> tuple[str, str, str]:
+    """The run that ``--run NAME`` or ``--index I`` (0-based, a job array's task id) names."""
+    runs = study.run_names()
+    names = [r[0] for r in runs]
+    if index is not None:
+        if not 0 <= index < len(runs):
+            raise AsrfairError(
+                f"--index {index}: study {study.name!r} has {len(runs)} runs, so give 0 to "
+                f"{len(runs) - 1} ({', '.join(f'{i}={n}' for i, n in enumerate(names))})"
+            )
+        return runs[index]
+    if name not in names:
+        raise AsrfairError(
+            f"--run {name}: study {study.name!r} has no such run; valid runs: {', '.join(names)}"
+        )
+    return runs[names.index(name)]
+
+
+def plan(study: Study, file: Path, out: Path | None) -> list[dict[str, Any]]:
+    """One entry per run, in ``--index`` order, with the shell command that runs it alone.
+
+    Paths are absolute and quoted, so a line pasted into a job script or another shell (another
+    working folder, a path with spaces) runs the same run of the same study folder."""
+    base = ["asrfair", "study", str(file.resolve())]
+    if out is not None:
+        base += ["--out", str(out.resolve())]
+    return [
+        {
+            "index": index,
+            "name": name,
+            "subset": subset,
+            "hparams": hp,
+            "command": shlex.join([*base, "--run", name]),
+        }
+        for index, (name, subset, hp) in enumerate(study.run_names())
+    ]
 
 
 def _finished(run_dir: Path, options: Any, stats: StatsConfig) -> bool:
