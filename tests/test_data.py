@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import datasets
@@ -361,7 +360,6 @@ def test_the_store_is_shared_whatever_the_duration_filter(cv17: Path, tmp_path: 
 
 _PREPARE = """
 import sys
-import zlib
 from pathlib import Path
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.corpus import load_corpus
@@ -395,17 +393,6 @@ def test_two_processes_preparing_one_corpus_make_one_consistent_store(
         assert store.read(store.parse(cache_entry))[1] == ""
 
 
-def _write_format_2(cache: Path, source: Path, wave: np.ndarray) -> None:
-    """An entry as asrfair 0.x wrote it (one .f32 file per clip with a 32-byte header)."""
-    key = audio.cache_key(source, audio.TARGET_RATE)
-    data = wave.astype("<f4")
-    tag = key[:12].encode("ascii")
-    target = cache / key[:2] / f"{key}.f32"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    header = audio.HEADER.pack(audio.MAGIC, len(data), zlib.crc32(data.tobytes()), tag)
-    target.write_bytes(header + data.tobytes())
-
-
 def test_an_old_per_clip_cache_is_converted_not_decoded(
     cv17: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -413,7 +400,7 @@ def test_an_old_per_clip_cache_is_converted_not_decoded(
     cache = tmp_path / "cache"
     waves = [audio.decode(a) for a in corpus["audio"]]
     for source, wave in zip(corpus["audio"], waves, strict=True):
-        _write_format_2(cache, Path(source), wave)
+        audio.write_legacy_clip(audio.legacy_path(cache, Path(source), audio.TARGET_RATE), wave)
     (next(cache.glob("??/*.f32"))).write_bytes(b"")  # a damaged old entry is decoded instead
     prepared = prepare_audio(corpus, AudioSettings(workers=1), cache, progress=False)
     assert prepared.decoded == 1

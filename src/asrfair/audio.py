@@ -93,7 +93,26 @@ HEADER = struct.Struct("<8sQI12s")
 LEGACY_SAMPLES = np.dtype("<f4")
 
 
-def _legacy_clip(path: Path) -> np.ndarray | None:
+def legacy_path(cache_dir: Path, source: Path, sample_rate: int) -> Path:
+    """Where format 2 kept ``source``'s clip (raises OSError when the source is gone)."""
+    key = cache_key(source, sample_rate)
+    return cache_dir / key[:2] / f"{key}.f32"
+
+
+def _legacy_tag(path: Path) -> bytes:
+    return path.stem[:12].encode("ascii", "replace").ljust(12, b"_")
+
+
+def write_legacy_clip(path: Path, wave: np.ndarray) -> None:
+    """A format-2 entry, as asrfair wrote them before the store: kept so that the migration is
+    tested and benchmarked against real old entries, never called by a preparation."""
+    data = np.ascontiguousarray(wave, dtype=LEGACY_SAMPLES)
+    header = HEADER.pack(MAGIC, len(data), zlib.crc32(data.data), _legacy_tag(path))
+    with files.replacing(path) as tmp:
+        tmp.write_bytes(header + data.tobytes())
+
+
+def legacy_clip(path: Path) -> np.ndarray | None:
     """A format-2 entry's samples when its header, size, key tag and CRC all hold, else None:
     a damaged old entry is decoded from its source like any missing clip."""
     try:
@@ -104,15 +123,8 @@ def _legacy_clip(path: Path) -> np.ndarray | None:
         return None
     magic, n_samples, crc, tag = HEADER.unpack_from(raw)
     body = raw[HEADER.size :]
-    expected_tag = path.stem[:12].encode("ascii", "replace").ljust(12, b"_")
-    if (
-        magic != MAGIC
-        or tag != expected_tag
-        or len(body) != n_samples * 4
-        or zlib.crc32(body) != crc
-    ):
-        return None
-    return np.frombuffer(body, dtype=LEGACY_SAMPLES)
+    sound = magic == MAGIC and tag == _legacy_tag(path) and len(body) == n_samples * 4
+    return np.frombuffer(body, dtype=LEGACY_SAMPLES) if sound and zlib.crc32(body) == crc else None
 
 
 def write_clip(path: Path, wave: np.ndarray) -> str:
@@ -170,10 +182,9 @@ def _decode_one(item: tuple[str, int, str]) -> Decoded:
     source, sample_rate, legacy_dir = item
     path = Path(source)
     try:
-        key = cache_key(path, sample_rate)
+        old = legacy_clip(legacy_path(Path(legacy_dir), path, sample_rate))
     except OSError:
         return Decoded(source, None, f"missing file {source}")
-    old = _legacy_clip(Path(legacy_dir) / key[:2] / f"{key}.f32")
     if old is not None:
         return Decoded(source, store.quantise(old), converted=True)
     try:
