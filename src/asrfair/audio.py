@@ -356,7 +356,7 @@ class PreparedAudio:
     notes: list[str] = field(default_factory=list)
 
     def waveform(self, utt_id: str) -> np.ndarray:
-        """The clip, memory-mapped from the cache."""
+        """The clip as float32, read from the store and checked (see ``load_clip``)."""
         return load_clip(self.table.loc[self.table["id"] == utt_id, "cache"].iloc[0])
 
 
