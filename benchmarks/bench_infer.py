@@ -166,8 +166,7 @@ def make_clips(
     clips, waves = [], []
     for i, seconds in enumerate(rng.uniform(shortest, longest, n)):
         wave = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
-        write_clip(root / f"{i}.f32", wave)
-        clips.append(Clip(str(i), str(root / f"{i}.f32"), len(wave)))
+        clips.append(Clip(str(i), write_clip(root / f"{i}.i16", wave), len(wave)))
         waves.append(wave)
     return clips, waves
 

@@ -42,8 +42,7 @@ def main() -> None:
         lengths, paths = [], []
         for i, seconds in enumerate(rng.uniform(1, 6, 256)):
             wave = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
-            write_clip(root / f"{i}.f32", wave)
-            paths.append(str(root / f"{i}.f32"))
+            paths.append(write_clip(root / f"{i}.i16", wave))
             lengths.append(len(wave))
         texts = ["le chat dort sur le canapé"] * len(paths)
         table = training_table(paths, lengths, texts, processor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from asrfair import audio
+from asrfair import audio, store
 from asrfair.audio import AudioSettings, prepare_audio
 from asrfair.cli import app
 from asrfair.corpus import drop_empty_groups, load_corpus, normalise_sentences, parse_columns
@@ -254,7 +255,7 @@ def test_second_preparation_decodes_nothing(
     assert second.decoded == 0 and not second.failed
     pd.testing.assert_frame_equal(first.table, second.table)
     wave = second.waveform(corpus["id"].iloc[1])
-    assert isinstance(wave, np.memmap) and wave.shape == (24_000,)
+    assert wave.dtype == np.float32 and wave.shape == (24_000,)
 
 
 def test_changed_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
@@ -262,43 +263,152 @@ def test_changed_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
     prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
     sf.write(corpus["audio"].iloc[0], tone(3.0, 48_000), 48_000, format="MP3")
     again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    assert again.decoded == 1
+    assert again.decoded == 1 and not again.notes  # a changed source is no damaged entry
     assert again.table["seconds"].iloc[0] == pytest.approx(3.0, abs=0.1)
 
 
-def _damage(path: Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "overwritten":  # same size, samples in the middle replaced
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + b"\x7f" * 64 + data[middle + 64 :])
-    elif how == "truncated":
-        path.write_bytes(data[: len(data) // 3])
-    else:
-        path.write_bytes(b"")
+def test_a_touched_file_is_decoded_again(cv17: Path, tmp_path: Path) -> None:
+    """Same bytes, new mtime: (size, mtime) is the staleness test, as the old cache key was."""
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:3]
+    prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    touched = Path(corpus["audio"].iloc[2])
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 1
 
 
-@pytest.mark.parametrize(
-    ("how", "reason"),
-    [
-        ("overwritten", "checksum mismatch"),
-        ("truncated", "(truncated)"),
-        ("empty", "0 bytes, shorter than its header"),
-    ],
-)
-def test_a_damaged_cache_entry_is_decoded_again_with_a_note(
+def test_int16_round_trip_is_within_half_a_step(tmp_path: Path) -> None:
+    wave = np.random.default_rng(0).uniform(-1, 1, 50_000).astype(np.float32)
+    wave[:2] = [1.7, -3.0]  # resampling overshoot is clipped to full scale
+    back = audio.load_clip(audio.write_clip(tmp_path / "one.i16", wave))
+    assert back.dtype == np.float32 and back.shape == wave.shape
+    np.testing.assert_array_equal(back[:2], [1.0, -1.0])
+    assert float(np.abs(back[2:] - wave[2:]).max()) <= 0.5 / 32767 + 1e-7
+    assert (tmp_path / "one.i16").stat().st_size == 2 * len(wave)  # int16, no header
+
+
+def _shard_of(prepared: audio.PreparedAudio, row: int) -> tuple[Path, int, int]:
+    where = store.parse(prepared.table["cache"].iloc[row])
+    return where.shard, where.offset, where.n_samples
+
+
+def test_damaged_shard_bytes_are_decoded_again_on_load_with_a_note(
+    cv17: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:3]
+    first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    clean = first.waveform(corpus["id"].iloc[1])
+    shard, offset, n_samples = _shard_of(first, 1)
+    data = bytearray(shard.read_bytes())
+    data[offset + n_samples : offset + n_samples + 64] = b"\x7f" * 64  # same size, overwritten
+    shard.write_bytes(bytes(data))
+    capfd.readouterr()
+    np.testing.assert_array_equal(first.waveform(corpus["id"].iloc[1]), clean)
+    assert "checksum mismatch" in capfd.readouterr().err  # decoded again, with a note
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 1 and not again.failed  # not blamed on the MP3
+    assert len(again.notes) == 1 and "checksum mismatch when it was loaded" in again.notes[0]
+    assert again.notes[0].startswith("1 cached clip(s) were damaged and were decoded again")
+    np.testing.assert_array_equal(again.waveform(corpus["id"].iloc[1]), clean)
+    third = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert third.decoded == 0 and not third.notes  # the repaired entry is trusted again
+
+
+@pytest.mark.parametrize(("how", "reason"), [("truncated", "(truncated)"), ("deleted", "missing")])
+def test_a_truncated_or_deleted_shard_is_found_by_the_warm_check(
     cv17: Path, tmp_path: Path, how: str, reason: str
 ) -> None:
     corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:3]
     first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    clean = np.array(first.waveform(corpus["id"].iloc[1]))
-    _damage(Path(first.table["cache"].iloc[1]), how)
+    shard, _, _ = _shard_of(first, 0)
+    if how == "truncated":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
+    else:
+        shard.unlink()
     again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    assert again.decoded == 1 and not again.failed  # not blamed on the MP3
-    assert len(again.notes) == 1 and reason in again.notes[0]
-    assert again.notes[0].startswith("1 cached clip(s) were damaged and were decoded again")
-    np.testing.assert_array_equal(np.array(again.waveform(corpus["id"].iloc[1])), clean)
-    third = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    assert third.decoded == 0 and not third.notes  # the repaired entry is trusted again
+    assert again.decoded >= 1 and not again.failed
+    assert "cached clip(s) were damaged and were decoded again" in again.notes[0]
+    assert reason in again.notes[0]
+    pd.testing.assert_frame_equal(
+        again.table.drop(columns="cache"), first.table.drop(columns="cache")
+    )
+
+
+def test_a_warm_check_reads_no_clip(
+    cv17: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
+    prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+
+    def no_reading(*args: object) -> None:
+        raise AssertionError("a warm check read a clip")
+
+    monkeypatch.setattr(store, "read", no_reading)
+    monkeypatch.setattr(store, "write_shard", no_reading)
+    again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    assert again.decoded == 0 and len(again.table) == 30
+
+
+def test_the_store_is_shared_whatever_the_duration_filter(cv17: Path, tmp_path: Path) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
+    prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
+    narrow = AudioSettings(min_seconds=1.2, max_seconds=1.8, workers=1)
+    again = prepare_audio(corpus, narrow, tmp_path / "cache", progress=False)
+    assert again.decoded == 0 and len(again.table) == 10
+    assert len(list((tmp_path / "cache" / "store").iterdir())) == 1
+
+
+_PREPARE = """
+import sys
+from pathlib import Path
+from asrfair.audio import AudioSettings, prepare_audio
+from asrfair.corpus import load_corpus
+from asrfair.plugins import installed
+corpus = load_corpus(f"commonvoice:{sys.argv[1]}", installed().datasets()).frame
+print(prepare_audio(corpus, AudioSettings(workers=1), Path(sys.argv[2]), progress=False).decoded)
+"""
+
+
+def test_two_processes_preparing_one_corpus_make_one_consistent_store(
+    cv17: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PREPARE, str(cv17), str(cache)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    decoded = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]
+    assert sorted(decoded) == [0, 30]  # the lock: each clip decoded once, by one of them
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame
+    final = prepare_audio(corpus, AudioSettings(workers=1), cache, progress=False)
+    assert final.decoded == 0 and not final.notes
+    [folder] = (cache / "store").iterdir()
+    assert len(store.read_manifest(folder)) == 30
+    assert len(list(folder.glob("*.i16"))) == 1 and not list(folder.glob("*.tmp*"))
+    for cache_entry in final.table["cache"]:
+        assert store.read(store.parse(cache_entry))[1] == ""
+
+
+def test_an_old_per_clip_cache_is_converted_not_decoded(
+    cv17: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = load_corpus(f"commonvoice:{cv17}", installed().datasets()).frame.iloc[:3]
+    cache = tmp_path / "cache"
+    waves = [audio.decode(a) for a in corpus["audio"]]
+    for source, wave in zip(corpus["audio"], waves, strict=True):
+        audio.write_legacy_clip(audio.legacy_path(cache, Path(source), audio.TARGET_RATE), wave)
+    (next(cache.glob("??/*.f32"))).write_bytes(b"")  # a damaged old entry is decoded instead
+    prepared = prepare_audio(corpus, AudioSettings(workers=1), cache, progress=False)
+    assert prepared.decoded == 1
+    assert prepared.notes[-1].startswith("converted 2 clip(s) from the old one-file-per-clip")
+    for utt_id, wave in zip(corpus["id"], waves, strict=True):
+        assert np.abs(prepared.waveform(utt_id) - wave).max() <= 0.5 / 32767 + 1e-7
+    again = prepare_audio(corpus, AudioSettings(workers=1), cache, progress=False)
+    assert again.decoded == 0 and not again.notes
 
 
 def test_every_skipped_clip_is_listed_with_its_reason(cv17: Path, tmp_path: Path) -> None:

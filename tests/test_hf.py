@@ -141,8 +141,7 @@ def _clips(folder: Path, n: int) -> list[str]:
     paths = []
     for i in range(n):
         wave = np.random.default_rng(i).standard_normal(16_000).astype(np.float32)
-        write_clip(folder / f"{i}.f32", wave)
-        paths.append(str(folder / f"{i}.f32"))
+        paths.append(write_clip(folder / f"{i}.i16", wave))
     return paths
 
 

@@ -273,8 +273,7 @@ def test_a_full_disk_while_transcribing_keeps_every_finished_line(
     out.write_text('{"id": "a", "hyp": "x"}\n')
     clips = []
     for name in ("b", "c"):
-        write_clip(tmp_path / f"{name}.f32", np.zeros(1600, np.float32))
-        clips.append(Clip(name, str(tmp_path / f"{name}.f32"), 1600))
+        clips.append(Clip(name, write_clip(tmp_path / name, np.zeros(1600, np.float32)), 1600))
     request.getfixturevalue("full_disk")
     with pytest.raises(AsrfairError, match="the 2 finished predictions are kept; add --resume"):
         transcribe_to_file(lambda waves: ["y"] * len(waves), clips, out, progress=False)
@@ -459,18 +458,23 @@ def test_markdown_and_latex_keep_links_and_brackets_literal() -> None:
     assert latex_escape("[x] 1.0 [0.5, 2]") == "{[}x] 1.0 [0.5, 2]"
 
 
-def test_a_cache_entry_copied_over_another_is_decoded_again(tmp_path: Path) -> None:
+def test_a_clip_copied_over_another_in_its_shard_is_decoded_again(tmp_path: Path) -> None:
+    from asrfair import audio, store
     from asrfair.audio import AudioSettings, prepare_audio
-
-    release = make_cv_release(tmp_path / "cv", n_speakers=1, per_speaker=2)
     from asrfair.corpus import load_corpus
 
+    release = make_cv_release(tmp_path / "cv", n_speakers=1, per_speaker=2)
     corpus = load_corpus(f"commonvoice:{release}", installed().datasets()).frame
     first = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    a, b = (Path(c) for c in first.table["cache"])
-    b.write_bytes(a.read_bytes())
+    a, b = (store.parse(c) for c in first.table["cache"])
+    data = bytearray(a.shard.read_bytes())
+    size = 2 * min(a.n_samples, b.n_samples)
+    data[b.offset : b.offset + size] = data[a.offset : a.offset + size]
+    a.shard.write_bytes(bytes(data))
+    clean = audio.decode(b.source)
+    np.testing.assert_allclose(first.waveform(first.table["id"].iloc[1]), clean, atol=2e-5)
     again = prepare_audio(corpus, AudioSettings(workers=1), tmp_path / "cache", progress=False)
-    assert again.decoded == 1 and "holds another clip's entry" in again.notes[0]
+    assert again.decoded == 1 and "checksum mismatch" in again.notes[0]
 
 
 def test_a_damaged_clip_durations_table_falls_back_to_the_clips(tmp_path: Path) -> None:

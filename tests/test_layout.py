@@ -20,7 +20,7 @@ RANKS: dict[str, int] = {
     ),
     "stats": 0,
     **dict.fromkeys(["report", "report_model"], 1),  # the Report: data every stage may produce
-    **dict.fromkeys(["transcripts", "corpus", "audio", "split", "subsets", "metadata"], 2),
+    **dict.fromkeys(["transcripts", "corpus", "audio", "store", "split", "subsets", "metadata"], 2),
     **dict.fromkeys(["kaldi", "sclite", "inputs", "hfdata"], 2),  # input formats
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch

@@ -65,10 +65,9 @@ def test_collator_pads_labels_with_minus_100_and_masks_by_norm(tmp_path: Path, n
     model = make_tiny_model(tmp_path / norm, feat_extract_norm=norm)
     processor = load_processor(str(model))
     waves = [np.ones(1600, np.float32), np.ones(3200, np.float32)]
-    for i, wave in enumerate(waves):
-        write_clip(tmp_path / f"{i}.f32", wave)
+    caches = [write_clip(tmp_path / f"{i}.i16", wave) for i, wave in enumerate(waves)]
     labels = [processor.tokenizer(t).input_ids for t in ("ab", "abc d")]
-    features = [{"cache": str(tmp_path / f"{i}.f32"), "labels": labels[i]} for i in range(2)]
+    features = [{"cache": caches[i], "labels": labels[i]} for i in range(2)]
     collator = CTCCollator(processor, processor.feature_extractor.return_attention_mask)
     batch = collator(features)
     assert batch["input_values"].shape == (2, 3200)
@@ -115,11 +114,11 @@ def test_transcription_appends_and_resumes(tiny: Path, tmp_path: Path) -> None:
 
     clips = []
     for i, seconds in enumerate([1.0, 2.0, 1.5, 0.5]):
-        write_clip(
-            tmp_path / f"c{i}.f32",
+        cache = write_clip(
+            tmp_path / f"c{i}.i16",
             np.random.default_rng(i).standard_normal(int(seconds * 16_000)).astype(np.float32),
         )
-        clips.append(Clip(f"c{i}", str(tmp_path / f"c{i}.f32"), int(seconds * 16_000)))
+        clips.append(Clip(f"c{i}", cache, int(seconds * 16_000)))
     model = Transcriber(
         Wav2Vec2ForCTC.from_pretrained(str(tiny)), load_processor(str(tiny)), torch.device("cpu")
     )
@@ -143,8 +142,8 @@ def test_sharded_transcription_covers_every_clip_once(tiny: Path, tmp_path: Path
         return ["a"] * len(waves)  # type: ignore[arg-type]
 
     for i, clip in enumerate(clips):
-        write_clip(tmp_path / f"{clip.id}.f32", np.zeros(16_000, np.float32))
-        clips[i] = Clip(clip.id, str(tmp_path / f"{clip.id}.f32"), clip.n_samples)
+        cache = write_clip(tmp_path / f"{clip.id}.i16", np.zeros(16_000, np.float32))
+        clips[i] = Clip(clip.id, cache, clip.n_samples)
     for rank in range(2):
         transcribe_to_file(
             fake,
@@ -192,11 +191,8 @@ def test_fine_tuning_freezes_the_feature_encoder_and_trains_the_rest(
     net = load_model(str(tiny), processor.tokenizer.get_vocab(), TrainConfig(), reinit_head=False)
     paths = []
     for i in range(8):
-        write_clip(
-            tmp_path / f"{i}.f32",
-            np.random.default_rng(i).standard_normal(16_000).astype(np.float32),
-        )
-        paths.append(str(tmp_path / f"{i}.f32"))
+        wave = np.random.default_rng(i).standard_normal(16_000).astype(np.float32)
+        paths.append(write_clip(tmp_path / f"{i}.i16", wave))
     table = training_table(paths, [16_000] * 8, ["le chat"] * 8, processor)
     conv_before = [p.detach().clone() for p in net.wav2vec2.feature_extractor.parameters()]
     head_before = net.lm_head.weight.detach().clone()
