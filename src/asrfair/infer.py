@@ -211,17 +211,21 @@ def transcribe_to_file(
     batch_seconds: float = 60.0,
     extra: Callable[[str, str], dict[str, Any]] | None = None,
     shard: tuple[int, int] = (0, 1),
+    done: set[str] | None = None,
     progress: bool = True,
 ) -> int:
-    """Append one JSON line per clip to ``out``, skipping clips already there.
+    """Append one JSON line per clip to ``out``, skipping clips already there (or in ``done``,
+    the ids finished in any file of the run).
 
-    ``shard=(rank, world)`` takes every world-th batch, so ranks split the work;
-    ``extra(id, hyp)`` adds fields to each line (speaker, groups, reference, counts).
-    Returns how many clips were transcribed now.
+    ``shard=(rank, world)`` takes every world-th batch of one plan made over all of ``clips``,
+    the same on every rank whatever each has finished, so that the ranks' shares stay
+    disjoint and cover every clip across a resume with another world size; finished clips are
+    then left out of each batch. ``extra(id, hyp)`` adds fields to each line (speaker, groups,
+    reference, counts). Returns how many clips were transcribed now.
     """
-    finished = done_ids(out)
-    todo = [c for c in clips if c.id not in finished]
-    batches = plan_batches(todo, batch_seconds)[shard[0] :: shard[1]]
+    finished = done_ids(out) | (done or set())
+    mine = plan_batches(list(clips), batch_seconds)[shard[0] :: shard[1]]
+    batches = [b for b in ([c for c in batch if c.id not in finished] for batch in mine) if b]
     drop_partial_line(out)
     written = 0
     try:

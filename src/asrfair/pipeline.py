@@ -42,9 +42,11 @@ from asrfair.report import Report
 from asrfair.report_model import ScoreBody
 from asrfair.runs import (
     StageTimes,
+    check_coverage,
     check_run_dir,
-    done_ids,
+    finished_ids,
     merge_shards,
+    rank_files,
     run_lock,
     score_predictions,
     write_outputs,
@@ -310,8 +312,6 @@ def _transcribe(
     merged = settings.out / "predictions.jsonl"
     world, rank = state.num_processes, state.process_index
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
-    finished = done_ids(merged)
-    clips = [c for c in clips if c.id not in finished]
     transcriber = load_transcriber(choice, pick_device(settings.device))
     transcribe_to_file(
         lambda waves: [data.normalize(text) for text in transcriber(waves)],
@@ -320,11 +320,14 @@ def _transcribe(
         batch_seconds=settings.batch_seconds,
         extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
         shard=(rank, world),
+        done=finished_ids(settings.out),
         progress=settings.progress and state.is_main_process,
     )
     state.wait_for_everyone()
-    if world > 1 and state.is_main_process:
-        merge_shards(settings.out, world)
+    if state.is_main_process:
+        if rank_files(settings.out):  # this world's, or an earlier world size's
+            merge_shards(settings.out)
+        check_coverage(merged, set(rows))
     return merged
 
 

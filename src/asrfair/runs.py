@@ -176,11 +176,33 @@ def _with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str
     return out
 
 
-def merge_shards(out: Path, world: int) -> None:
-    """Fold each rank's predictions into predictions.jsonl, first record per id kept; the
-    merged file replaces the old one whole, so a failure leaves both it and the shards."""
+def rank_files(out: Path) -> list[Path]:
+    """Every rank's predictions file in a run folder, of this world size or an earlier one."""
+    return sorted(out.glob("predictions.rank*.jsonl"))
+
+
+def finished_ids(out: Path) -> set[str]:
+    """Ids transcribed in any predictions file of the run: merged, or any rank's."""
+    return set().union(*(done_ids(p) for p in [out / "predictions.jsonl", *rank_files(out)]))
+
+
+def check_coverage(path: Path, expected: set[str]) -> None:
+    """After the ranks merge, every test utterance has its prediction: a gap (a rank that
+    died, a plan that skipped clips) must stop the report, not shrink its test set."""
+    missing = sorted(expected - done_ids(path))
+    if missing:
+        raise AsrfairError(
+            f"{path}: {len(missing):,} of {len(expected):,} test utterances have no prediction "
+            f"(first: {missing[0]!r}); run the same audit again with --resume to transcribe them"
+        )
+
+
+def merge_shards(out: Path) -> None:
+    """Fold every rank's predictions (of any world size) into predictions.jsonl, first record
+    per id kept; the merged file replaces the old one whole, so a failure leaves both it and
+    the shards."""
     merged = out / "predictions.jsonl"
-    shards = [out / f"predictions.rank{r}.jsonl" for r in range(world)]
+    shards = rank_files(out)
     lines = read_lines(merged) if merged.is_file() else []
     seen = {i for i in map(_line_id, lines) if i is not None}
     for shard in (s for s in shards if s.is_file()):
