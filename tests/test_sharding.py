@@ -95,3 +95,20 @@ def test_a_gap_in_the_merged_predictions_stops_the_report(tmp_path: Path) -> Non
     transcribe_to_file(lambda w: ["x"] * len(w), clips[:40], merged, progress=False)
     with pytest.raises(AsrfairError, match=r"10 of 50 test utterances have no prediction"):
         check_coverage(merged, {c.id for c in clips})
+
+
+def test_temporary_names_differ_across_hosts_sharing_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process ids repeat on the nodes of a cluster: two nodes writing the same file of a
+    shared cache must not share a temporary name."""
+    import socket
+
+    from asrfair import files
+
+    names = []
+    for host in ("node-a", "node-b"):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        names.append(files.temp_path(tmp_path / "predictions.jsonl").name)
+    assert names[0] != names[1]
+    assert "node-a" in names[0] and names[0].endswith(".tmp.jsonl")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
+import socket
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,9 +44,17 @@ def out_of_space(path: Path | str, keep: str = "") -> AsrfairError:
     )
 
 
+def unique_tag() -> str:
+    """This process, told apart from every other one writing to a shared folder: process ids
+    repeat across the nodes of a cluster, so the host is part of it (and a random part, for
+    two writers in one process)."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in socket.gethostname())
+    return f"{host}.{os.getpid()}.{secrets.token_hex(3)}"
+
+
 def temp_path(path: Path) -> Path:
     """A name beside ``path`` that no other process uses and that keeps its suffix."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.stem}.{unique_tag()}.tmp{path.suffix}")
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from asrfair.errors import AsrfairError
-from asrfair.files import replacing
+from asrfair.files import replacing, unique_tag
 
 # asrfair's canonical columns and the names HF datasets give them, in order of preference: the
 # first one present is used (the canonical name itself first), and a note names the others.
@@ -146,7 +146,7 @@ def saved_for_audit(data: Any, root: Path) -> str:
     key = hashlib.sha256("|".join(named).encode()).hexdigest()[:16]  # splits named too
     folder = root / f"dataset-{key}"
     if not folder.is_dir():
-        partial = root / f".dataset-{key}.{os.getpid()}.partial"
+        partial = root / f".dataset-{key}.{unique_tag()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         data.save_to_disk(str(partial))
         os.replace(partial, folder)  # whole or not at all: a crash leaves no half dataset
