@@ -208,7 +208,10 @@ def load_run_data(
         max_seconds=options.max_seconds,
         workers=settings.workers,
     )
-    with state.main_process_first():  # rank 0 fills the cache; the others then read it
+    # Each node's local rank 0 fills the cache, then its other ranks read it: waiting for the
+    # global rank 0 only would leave every other node decoding all audio on every rank. A cache
+    # shared by several nodes is safe: the store decodes under a lock and checks again.
+    with state.local_main_process_first():
         prepared = prepare_audio(
             corpus.frame,
             audio,
