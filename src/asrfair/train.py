@@ -381,11 +381,13 @@ def fine_tune(
     is_main: bool = True,
     eval_set: Any = None,
     compute_metrics: Any = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train, resuming from the last checkpoint in ``work_dir``; save the model to ``model_dir``.
 
     With ``cfg.eval_steps``, ``eval_set`` is scored every that many steps by
     ``compute_metrics`` (asrfair.hf.GroupWER in an audit), and each result is printed.
+    ``extra_callbacks`` watch the Trainer too (the training benchmark times steps with one).
     """
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
@@ -400,7 +402,7 @@ def fine_tune(
     if cfg.freeze_feature_encoder:  # the conv front end keeps its pre-trained filters
         net.freeze_feature_encoder()
     attention_mask = bool(processor.feature_extractor.return_attention_mask)
-    callbacks = [*_callbacks(), *timed_saves(cfg.save_minutes)]
+    callbacks = [*_callbacks(), *timed_saves(cfg.save_minutes), *extra_callbacks]
     trainer = Trainer(
         model=net,
         args=training_arguments(cfg, work_dir, device),
