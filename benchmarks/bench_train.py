@@ -4,8 +4,10 @@
 
 Runs ``train.fine_tune`` (transformers.Trainer, group_by_length, feature encoder frozen,
 precision chosen for the device) for a fixed number of steps on synthetic cached clips of 1-6 s
-and reports the audio seconds processed per second of wall time (after one warm-up step).
-Run by hand; results go in benchmarks/RESULTS.md with the device.
+and reports the audio seconds per second of the steady-state steps only: the Trainer's start-up,
+the first ``--warmup`` steps and the saves are left out. The one checkpoint, written after the
+last step, is timed and sized on its own line. Run by hand; results go in
+benchmarks/RESULTS.md with the device.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +31,38 @@ from asrfair.hparams import TrainConfig
 from asrfair.train import fine_tune, precision, training_table
 
 
+def step_clock() -> Any:
+    """A Trainer callback that notes when each step ends and how long the checkpoint took, so
+    start-up, warm-up and saving can be told apart from training itself."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.step_ends: list[float] = []
+            self.save_seconds: float | None = None
+            self.save_bytes = 0
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.step_ends.append(time.perf_counter())
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.save_seconds = time.perf_counter() - self.step_ends[-1]
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.save_bytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    return StepClock()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
     args = parser.parse_args()
+    if args.steps <= args.warmup:
+        parser.error("--steps must be more than --warmup")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -49,11 +77,11 @@ def main() -> None:
         cfg = TrainConfig(
             max_steps=args.steps,
             batch_size=args.batch_size,
-            save_steps=10_000,
+            save_steps=args.steps,  # one checkpoint, after the last step: timed apart
             logging_steps=10_000,
             warmup_steps=0,
         )
-        start = time.perf_counter()
+        clock = step_clock()
         result = fine_tune(
             model,
             processor,
@@ -62,17 +90,22 @@ def main() -> None:
             work_dir=root / "w",
             model_dir=root / "m",
             device=args.device,
+            extra_callbacks=[clock],
         )
-        elapsed = time.perf_counter() - start
-    audio_s = args.steps * args.batch_size * float(np.mean(lengths)) / 16_000
+    timed = args.steps - args.warmup
+    elapsed = clock.step_ends[-1] - clock.step_ends[args.warmup - 1]
+    audio_s = timed * args.batch_size * float(np.mean(lengths)) / 16_000
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     mean_s = np.mean(lengths) / 16_000
     print(
         f"device: {describe(device)}; model: {args.size}; precision: {precision(args.device)}; "
         f"{result.steps} steps of {args.batch_size} clips (mean {mean_s:.1f} s)"
     )
-    rate = audio_s / elapsed
-    print(f"training: {rate:,.0f} audio-s/s ({elapsed:.1f} s wall, with Trainer start-up)")
+    print(
+        f"training: {audio_s / elapsed:,.0f} audio-s/s (steps {args.warmup + 1}-{args.steps}: "
+        f"{elapsed:.1f} s, {1000 * elapsed / timed:.0f} ms per step)"
+    )
+    print(f"checkpoint: {clock.save_seconds:.2f} s for {clock.save_bytes / 1e6:,.1f} MB")
 
 
 if __name__ == "__main__":

@@ -584,3 +584,17 @@ def test_an_in_memory_dataset_is_audited_and_named_by_its_fingerprint(
     assert from_ds.overall["n_speakers"] == from_cv.overall["n_speakers"]
     again = asrfair.audit(ds, out=tmp_path / "ds", resume=True, **common)  # the same folder
     assert again is not None and again.report.data["overall"] == from_ds.report.data["overall"]
+
+
+def test_a_run_stored_before_the_scale_options_still_resumes(tmp_path: Path) -> None:
+    from asrfair.audit_options import AuditOptions
+    from asrfair.runs import check_run_dir
+
+    identity = AuditOptions().identity()
+    old = json.loads(json.dumps(identity))
+    for key in ("save_total_limit", "save_minutes", "dataloader_workers"):
+        del old["train"][key]
+    (tmp_path / "config.json").write_text(json.dumps({"options": old}))
+    with pytest.raises(AsrfairError, match="save_total_limit null -> 2"):
+        check_run_dir(tmp_path, identity, True)  # without the defaults it would not match
+    check_run_dir(tmp_path, identity, True, AuditOptions.default_identity())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ from asrfair.train import (
     choose_vocab,
     load_model,
     precision,
+    timed_saves,
+    training_arguments,
     unknown_characters,
 )
 from conftest import make_tiny_model
@@ -205,3 +208,97 @@ def test_fine_tuning_freezes_the_feature_encoder_and_trains_the_rest(
     after = list(net.wav2vec2.feature_extractor.parameters())
     assert all(torch.equal(a, b) for a, b in zip(conv_before, after, strict=True))
     assert not torch.equal(head_before, net.lm_head.weight)
+
+
+# --- training at scale ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("layerdrop", "search"), [(0.0, False), (0.1, True)])
+def test_ddp_searches_for_unused_parameters_only_when_layers_drop(
+    tmp_path: Path, layerdrop: float, search: bool
+) -> None:
+    args = training_arguments(TrainConfig(layerdrop=layerdrop), tmp_path, "cpu")
+    assert args.ddp_find_unused_parameters is search
+
+
+def test_checkpoint_limit_and_loader_workers_reach_the_trainer(tmp_path: Path) -> None:
+    cfg = TrainConfig(save_total_limit=5, dataloader_workers=3)
+    args = training_arguments(cfg, tmp_path, "cpu")
+    assert (args.save_total_limit, args.dataloader_num_workers) == (5, 3)
+    defaults = training_arguments(TrainConfig(), tmp_path, "cpu")
+    assert (defaults.save_total_limit, defaults.dataloader_num_workers) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("save_total_limit", 0, "save_total_limit must be positive, not 0"),
+        ("save_minutes", -1.0, "save_minutes must be 0 or more, not -1.0"),
+        ("dataloader_workers", -2, "dataloader_workers must be 0 or more, not -2"),
+    ],
+)
+def test_scale_options_refuse_bad_values(field: str, value: object, message: str) -> None:
+    with pytest.raises(AsrfairError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_timed_saves_ask_for_a_checkpoint_after_the_minutes_pass() -> None:
+    from transformers import TrainerControl
+
+    now = [0.0]
+    assert timed_saves(0.0, lambda: now[0]) == []
+    (saver,) = timed_saves(2.0, lambda: now[0])
+    control = TrainerControl()
+    saver.on_train_begin(None, None, control)
+    now[0] = 119.0
+    saver.on_step_end(None, None, control)
+    assert not control.should_save
+    now[0] = 120.0
+    saver.on_step_end(None, None, control)
+    assert control.should_save
+    saver.on_save(None, None, TrainerControl())  # the clock restarts at each save
+    control = TrainerControl()
+    now[0] = 239.0
+    saver.on_step_end(None, None, control)
+    assert not control.should_save
+
+
+def test_timed_saves_keep_only_the_newest_checkpoints_with_a_loader_worker(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import TrainerCallback
+
+    from asrfair import train as train_module
+    from asrfair.train import fine_tune, training_table
+
+    work = tmp_path / "w"
+    seen: dict[str, list[object]] = {"saves": [], "kept": [], "workers": []}
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args: object, state: object, control: object, **kw: Any) -> None:
+            seen["workers"].append(kw["train_dataloader"].num_workers)
+
+        def on_save(self, args: object, state: object, control: object, **kw: object) -> None:
+            seen["saves"].append(state.global_step)  # type: ignore[attr-defined]
+            seen["kept"].append(sorted(p.name for p in work.glob("checkpoint-*")))
+
+    real_callbacks = train_module._callbacks
+    monkeypatch.setattr(train_module, "_callbacks", lambda: [*real_callbacks(), Record()])
+    processor = load_processor(str(tiny))
+    net = load_model(str(tiny), processor.tokenizer.get_vocab(), TrainConfig(), reinit_head=False)
+    paths = [
+        write_clip(tmp_path / f"{i}.i16", np.full(8_000, 0.01 * i, dtype=np.float32))
+        for i in range(4)
+    ]
+    table = training_table(paths, [8_000] * 4, ["le chat"] * 4, processor)
+    cfg = TrainConfig(
+        max_steps=3,
+        batch_size=2,
+        warmup_steps=0,
+        save_steps=1_000,  # only the clock asks for checkpoints
+        save_minutes=1e-9,
+        save_total_limit=1,
+        dataloader_workers=1,
+    )
+    fine_tune(net, processor, table, cfg, work_dir=work, model_dir=tmp_path / "m")
+    assert seen["workers"] == [1]
+    assert seen["saves"] == [1, 2, 3]
+    assert seen["kept"] == [["checkpoint-1"], ["checkpoint-2"], ["checkpoint-3"]]

@@ -13,8 +13,16 @@ from typing import Any
 
 from asrfair.errors import AsrfairError
 
-POSITIVE = ("epochs", "learning_rate", "batch_size", "grad_accum")
-NOT_NEGATIVE = ("weight_decay", "warmup_steps", "eval_steps", "save_steps", "logging_steps")
+POSITIVE = ("epochs", "learning_rate", "batch_size", "grad_accum", "save_total_limit")
+NOT_NEGATIVE = (
+    "weight_decay",
+    "warmup_steps",
+    "eval_steps",
+    "save_steps",
+    "save_minutes",
+    "logging_steps",
+    "dataloader_workers",
+)
 
 
 def hparam(default: Any, help: str, *, model_config: bool = False) -> Any:
@@ -37,6 +45,13 @@ class TrainConfig:
     gradient_checkpointing: bool = hparam(False, "Recompute activations to save memory.")
     eval_steps: int = hparam(0, "Evaluate every N steps; 0: no evaluation.")
     save_steps: int = hparam(100, "Checkpoint every N steps (what --resume continues from).")
+    save_total_limit: int = hparam(
+        2, "Keep the N newest checkpoints (each holds the model and its AdamW state)."
+    )
+    save_minutes: float = hparam(0.0, "Also checkpoint every N minutes of training; 0: off.")
+    dataloader_workers: int = hparam(
+        0, "Processes that load and pad training batches; 0: the main process does it."
+    )
     logging_steps: int = hparam(10, "Log the loss every N steps.")
     mask_time_prob: float = hparam(0.05, "SpecAugment time-mask probability.", model_config=True)
     layerdrop: float = hparam(0.0, "Transformer layer drop probability.", model_config=True)

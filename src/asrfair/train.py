@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,7 @@ def precision(device: str) -> str:
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
+    """The Trainer's arguments from ``cfg``, in one place so a test can check each choice."""
     from transformers import TrainingArguments
 
     dtype = precision(device)
@@ -248,7 +250,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
         eval_steps=cfg.eval_steps or None,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=2,
+        save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # a NaN loss must reach our guard, not be averaged away
         seed=cfg.seed,
@@ -257,7 +259,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=True,
-        dataloader_num_workers=0,
+        dataloader_num_workers=cfg.dataloader_workers,
+        # a dropped layer leaves its parameters without gradients; otherwise DDP need not search
+        ddp_find_unused_parameters=cfg.layerdrop > 0,
         bf16=dtype == "bf16",
         fp16=dtype == "fp16",
         use_cpu=dtype == "fp32",
@@ -309,6 +313,31 @@ def _callbacks() -> list[Any]:
     return [GuardAndShow()]
 
 
+def timed_saves(minutes: float, clock: Callable[[], float] = time.monotonic) -> list[Any]:
+    """A callback that asks for a checkpoint once ``minutes`` have passed since the last one
+    (none when 0): at scale a step count says little about how much work a crash would lose."""
+    from transformers import TrainerCallback
+
+    if minutes <= 0:
+        return []
+
+    class SaveEveryMinutes(TrainerCallback):
+        def __init__(self) -> None:
+            self.last = clock()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last = clock()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if clock() - self.last >= 60 * minutes:
+                control.should_save = True
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last = clock()
+
+    return [SaveEveryMinutes()]
+
+
 def eval_line(logs: dict[str, Any], step: int) -> str | None:
     """One line per evaluation from GroupWER's logged keys: the per-group WERs and each gap,
     so a run's console shows whether fine-tuning closes or widens the gap as it goes."""
@@ -352,14 +381,14 @@ def fine_tune(
     is_main: bool = True,
     eval_set: Any = None,
     compute_metrics: Any = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train, resuming from the last checkpoint in ``work_dir``; save the model to ``model_dir``.
 
     With ``cfg.eval_steps``, ``eval_set`` is scored every that many steps by
     ``compute_metrics`` (asrfair.hf.GroupWER in an audit), and each result is printed.
+    ``extra_callbacks`` watch the Trainer too (the training benchmark times steps with one).
     """
-    import time
-
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
@@ -373,7 +402,7 @@ def fine_tune(
     if cfg.freeze_feature_encoder:  # the conv front end keeps its pre-trained filters
         net.freeze_feature_encoder()
     attention_mask = bool(processor.feature_extractor.return_attention_mask)
-    callbacks = _callbacks()
+    callbacks = [*_callbacks(), *timed_saves(cfg.save_minutes), *extra_callbacks]
     trainer = Trainer(
         model=net,
         args=training_arguments(cfg, work_dir, device),
