@@ -140,7 +140,16 @@ class Plugins:
 
     # -- what ``asrfair plugins`` shows ------------------------------------------
     def info(self) -> list[dict[str, Any]]:
-        """Each registered plugin with its distribution version, hooks and registered names."""
+        """Each registered plugin with its distribution version, hooks and registered names.
+
+        Each kind's table is collected once for all plugins: collecting runs every plugin's
+        registration hook (and names a failing one on stderr), so once per plugin would run
+        and warn as many times as there are plugins."""
+        registered: dict[str, list[dict[str, str]]] = {}
+        for kind in KINDS:
+            for entry in self._collect(kind).entries():
+                row = {"kind": kind, "name": entry.name, "help": entry.help}
+                registered.setdefault(entry.plugin, []).append(row)
         rows = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: str(item[0])):
             if plugin is None:  # blocked
@@ -153,19 +162,10 @@ class Plugins:
                     "package": package,
                     "version": version,
                     "hooks": hooks,
-                    "registers": self.registered_by(name),
+                    "registers": registered.get(name, []),
                 }
             )
         return rows
-
-    def registered_by(self, plugin: str) -> list[dict[str, str]]:
-        """What one plugin put in each name table, with the help text it gave."""
-        return [
-            {"kind": kind, "name": entry.name, "help": entry.help}
-            for kind in KINDS
-            for entry in self._collect(kind).entries()
-            if entry.plugin == plugin
-        ]
 
     def add_commands(self, app: Any) -> None:
         """Let each plugin add its commands to a typer app (``register_commands``)."""
