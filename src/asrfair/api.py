@@ -357,7 +357,7 @@ def audit(
 
 def load_run(path: str | Path, *, plugins: Plugins | None = None) -> ScoreResult:
     """A finished audit run or study folder, from its stored metrics; nothing is recomputed."""
-    return ScoreResult(load_stored_report(Path(path)), plugins or installed())
+    return ScoreResult(load_stored_report(Path(path)), _plugins(plugins))
 
 
 def _columns(ref: str, hyp: str, id: str | None, speaker: str | None) -> Columns:

@@ -332,14 +332,14 @@ def score_command(
             check_plot(plot, groups, out)
         result = api.score(
             file,
-            groups=parse_groupings(groups),
+            groups=groups,  # the API parses the grouping specs
             ref=ref_col,
             hyp=hyp_col,
             id=id_col,
             speaker=speaker_col,
             **input_options(input_format, ref_file, speaker_from_id, stm_labels),
             normalizer=normalizer,
-            metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+            metrics=metrics,  # comma-separated, as the API reads it
             bootstrap=bootstrap,
             permutations=permutations,
             seed=seed,
@@ -437,7 +437,7 @@ def compare_command(
         result = api.compare(
             paths[0],
             paths[1],
-            groups=parse_groupings(groups),
+            groups=groups,  # the API parses the grouping specs
             ref=ref_col,
             hyp=hyp_col,
             id=id_col,
