@@ -108,7 +108,8 @@ def test_oom_halves_the_batch_and_carries_on() -> None:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return ["x"] * n
 
-    assert infer._with_oom_halving(fragile, [np.zeros(1)] * 8) == ["x"] * 8
+    started = infer.start_with_oom_halving(infer.Plain(fragile), [np.zeros(1)] * 8)
+    assert started == [["x"] * 2] * 4
     assert calls == [8, 4, 2, 2, 4, 2, 2]
 
 
@@ -164,12 +165,13 @@ def test_batch_normalisation_matches_the_feature_extractor(tiny: Path) -> None:
     processor = load_processor(str(tiny))
     rng = np.random.default_rng(3)
     waves = [rng.standard_normal(n).astype(np.float32) * s for n, s in ((800, 1.0), (500, 3.0))]
-    ours, mask = infer.pad_and_normalise(waves, normalise=True)
+    batch = infer.pad(waves)
+    ours, mask = infer.normalise_batch(batch.values, batch.lengths)
     theirs = processor.feature_extractor(
         waves, sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
     )
     assert torch.allclose(ours, theirs["input_values"], atol=1e-5)
-    assert torch.equal(mask, theirs["attention_mask"].to(torch.int32))
+    assert torch.equal(mask.to(torch.int32), theirs["attention_mask"].to(torch.int32))
 
 
 def test_greedy_decoder_matches_the_tokenizer_and_ignores_padding(tiny: Path) -> None:

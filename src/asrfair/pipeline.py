@@ -25,7 +25,13 @@ from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
-from asrfair.infer import Clip, pick_device, transcribe_to_file
+from asrfair.infer import (
+    Clip,
+    default_batch_seconds,
+    default_workers,
+    pick_device,
+    transcribe_to_file,
+)
 from asrfair.metadata import prepare_metadata, size_summary
 from asrfair.metrics import Metric, run_metrics
 from asrfair.models import (
@@ -38,6 +44,7 @@ from asrfair.models import (
     load_transcriber,
     model_load_error,
 )
+from asrfair.ranks import agree_min, start_monitoring, wait_for_ranks
 from asrfair.report import Report
 from asrfair.report_model import ScoreBody
 from asrfair.runs import (
@@ -268,7 +275,7 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
         eval_set=None if eval_rows is None else _table(eval_rows, processor),
         compute_metrics=None if eval_rows is None else _group_wer(eval_rows, options, processor),
     )
-    state.wait_for_everyone()
+    wait_for_ranks(state.num_processes, state.process_index, "training", settings.barrier_minutes)
     return str(model_dir)
 
 
@@ -315,18 +322,25 @@ def _transcribe(
     merged = settings.out / "predictions.jsonl"
     world, rank = state.num_processes, state.process_index
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
-    transcriber = load_transcriber(choice, pick_device(settings.device))
+    device = pick_device(settings.device)
+    transcriber = load_transcriber(choice, device)
+    # Every rank must plan the same batches: the padded seconds chosen from each GPU's free
+    # memory are agreed on (the smallest), or the ranks' shares would overlap and leave gaps.
+    seconds = settings.batch_seconds or default_batch_seconds(transcriber, device)
+    workers = settings.infer_workers
     transcribe_to_file(
-        lambda waves: [data.normalize(text) for text in transcriber(waves)],
+        transcriber,
         clips,
         target,
-        batch_seconds=settings.batch_seconds,
+        batch_seconds=agree_min(seconds, world),
         extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
         shard=(rank, world),
         done=finished_ids(settings.out),
         progress=settings.progress and state.is_main_process,
+        workers=default_workers(device) if workers is None else workers,
+        postprocess=data.normalize,
     )
-    state.wait_for_everyone()
+    wait_for_ranks(world, rank, "transcription", settings.barrier_minutes)
     if state.is_main_process:
         if rank_files(settings.out):  # this world's, or an earlier world size's
             merge_shards(settings.out)
@@ -355,6 +369,7 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     quiet_libraries()
     # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
     state = PartialState(cpu=pick_device(settings.device).type == "cpu")
+    start_monitoring(state.num_processes)
     resolved = preflight(options, settings)  # before the lock: a typo leaves nothing on disk
     with run_lock(settings.out) if state.is_main_process else nullcontext():
         return _run_audit(options, settings, state, resolved)
@@ -381,7 +396,7 @@ def _run_audit(
                 "seeds": AuditPlan(options, settings).seeds(),
             },
         )
-    state.wait_for_everyone()
+    wait_for_ranks(state.num_processes, state.process_index, "the run folder's check", 5.0)
     timings = StageTimes(out, enabled=state.is_main_process)
     with timings.stage("prepare_s"):
         data = load_run_data(options, settings, state, resolved)
