@@ -158,15 +158,15 @@ def test_interrupted_inference_resumes_without_redoing_utterances(
 ) -> None:
     out = tmp_path / "run"
     seen: list[int] = []
-    real_call = infer.Transcriber.__call__
+    real_start = infer.Transcriber.start
 
-    def killed_after_one_batch(self: infer.Transcriber, waves: list[object]) -> list[str]:
+    def killed_after_one_batch(self: infer.Transcriber, batch: infer.PaddedBatch) -> object:
         if seen:
             raise KeyboardInterrupt
-        seen.append(len(waves))
-        return real_call(self, waves)  # type: ignore[arg-type]
+        seen.append(len(batch))
+        return real_start(self, batch)
 
-    monkeypatch.setattr(infer.Transcriber, "__call__", killed_after_one_batch)
+    monkeypatch.setattr(infer.Transcriber, "start", killed_after_one_batch)
     args = [
         *audit_args(tiny_cv, tiny_model, out),
         "--batch-seconds",
@@ -177,15 +177,15 @@ def test_interrupted_inference_resumes_without_redoing_utterances(
     assert result.exit_code == 130
     assert f"continue with --resume --out {out}" in result.stderr
     first = (out / "predictions.jsonl").read_text().splitlines()
-    assert len(first) == seen[0] >= 1
+    assert len(first) == seen[0] >= 1  # the batch before the interruption was written
 
     done_later: list[int] = []
 
-    def counting(self: infer.Transcriber, waves: list[object]) -> list[str]:
-        done_later.append(len(waves))
-        return real_call(self, waves)  # type: ignore[arg-type]
+    def counting(self: infer.Transcriber, batch: infer.PaddedBatch) -> object:
+        done_later.append(len(batch))
+        return real_start(self, batch)
 
-    monkeypatch.setattr(infer.Transcriber, "__call__", counting)
+    monkeypatch.setattr(infer.Transcriber, "start", counting)
     result = runner.invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     n_test = len((out / "splits/test.txt").read_text().split())
@@ -592,9 +592,32 @@ def test_a_run_stored_before_the_scale_options_still_resumes(tmp_path: Path) -> 
 
     identity = AuditOptions().identity()
     old = json.loads(json.dumps(identity))
-    for key in ("save_total_limit", "save_minutes", "dataloader_workers"):
-        del old["train"][key]
+    old["train"].pop("device_batch", None)
     (tmp_path / "config.json").write_text(json.dumps({"options": old}))
-    with pytest.raises(AsrfairError, match="save_total_limit null -> 2"):
-        check_run_dir(tmp_path, identity, True)  # without the defaults it would not match
     check_run_dir(tmp_path, identity, True, AuditOptions.default_identity())
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_resuming_with_other_training_settings_is_not_refused(tmp_path: Path, stored: bool) -> None:
+    """Checkpoint limits, time-based saves, loader workers and the device batch say how a run
+    trains, not what it learns: a config.json that stored them among its options (as runs did
+    before they became settings), with other values, or without them, still resumes."""
+    from asrfair.audit_options import AuditOptions
+    from asrfair.hparams import SETTINGS, TrainConfig
+    from asrfair.runs import check_run_dir
+
+    assert set(SETTINGS) == {
+        "save_total_limit",
+        "save_minutes",
+        "dataloader_workers",
+        "device_batch",
+    }
+    old = json.loads(json.dumps(AuditOptions().identity()))
+    if stored:
+        old["train"] |= {"save_total_limit": 5, "save_minutes": 3.0, "dataloader_workers": 2}
+    (tmp_path / "config.json").write_text(json.dumps({"options": old}))
+    now = AuditOptions(train=TrainConfig(save_total_limit=1, dataloader_workers=4, device_batch=4))
+    check_run_dir(tmp_path, now.identity(), True, AuditOptions.default_identity())
+    other = AuditOptions(train=TrainConfig(batch_size=4))  # an identity option still refuses
+    with pytest.raises(AsrfairError, match=r"train\.batch_size 8 -> 4"):
+        check_run_dir(tmp_path, other.identity(), True, AuditOptions.default_identity())

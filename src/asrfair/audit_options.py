@@ -79,6 +79,7 @@ class AuditOptions:
 
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
+        data["train"] = self.train.identity()
         data["groups"] = list(self.groups)
         data["model"] = portable_model(self.resolved_model())
         return data

@@ -447,8 +447,8 @@ def transcribe_to_file(
     ``workers`` loader processes read and pad the next batches while the device runs one, and
     a batch is decoded and written only after the next one is queued on the device, so that
     on a GPU neither the host's loading nor its decoding and JSON writing stalls it; a batch
-    that fails (or is interrupted) still lets the one before it be written. Returns how many clips were
-    transcribed now.
+    that fails (or is interrupted) still lets the one before it be written. Returns how many
+    clips were transcribed now.
     """
     stages: BatchTranscriber = (
         transcribe if isinstance(transcribe, BatchTranscriber) else Plain(transcribe)
