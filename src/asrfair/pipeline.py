@@ -12,12 +12,14 @@ rank 0 alone writes the directory.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from asrfair import __version__, files
 from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
@@ -320,11 +322,34 @@ def _transcribe(
     ]
     rows: dict[str, Any] = dict(zip(test.index.astype(str), test.to_dict("records"), strict=True))
     columns = all_columns(options_groups)
-    merged = settings.out / "predictions.jsonl"
-    world, rank = state.num_processes, state.process_index
-    target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
     device = pick_device(settings.device)
     transcriber = load_transcriber(choice, device)
+    return transcribe_sharded(
+        transcriber,
+        clips,
+        settings,
+        (state.process_index, state.num_processes),
+        extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
+        postprocess=data.normalize,
+    )
+
+
+def transcribe_sharded(
+    transcriber: Any,
+    clips: list[Clip],
+    settings: RunSettings,
+    shard: tuple[int, int],
+    *,
+    extra: Callable[[str, str], dict[str, Any]] | None = None,
+    postprocess: Callable[[str], str] | None = None,
+) -> Path:
+    """This rank's share of ``clips`` into its predictions file, then (rank 0, once every rank
+    has finished) every rank file of the run merged into predictions.jsonl, which must then
+    hold every clip: the part of the infer stage that decides which rank does what."""
+    rank, world = shard
+    merged = settings.out / "predictions.jsonl"
+    target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
+    device = getattr(transcriber, "device", torch.device("cpu"))
     # Every rank must plan the same batches: the padded seconds chosen from each GPU's free
     # memory are agreed on (the smallest), or the ranks' shares would overlap and leave gaps.
     seconds = settings.batch_seconds or default_batch_seconds(transcriber, device)
@@ -334,18 +359,18 @@ def _transcribe(
         clips,
         target,
         batch_seconds=agree_min(seconds, world),
-        extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
-        shard=(rank, world),
+        extra=extra,
+        shard=shard,
         done=finished_ids(settings.out),
-        progress=settings.progress and state.is_main_process,
+        progress=settings.progress and rank == 0,
         workers=default_workers(device) if workers is None else workers,
-        postprocess=data.normalize,
+        postprocess=postprocess,
     )
     wait_for_ranks(world, rank, "transcription", settings.barrier_minutes)
-    if state.is_main_process:
+    if rank == 0:
         if rank_files(settings.out):  # this world's, or an earlier world size's
             merge_shards(settings.out)
-        check_coverage(merged, set(rows))
+        check_coverage(merged, {c.id for c in clips})
     return merged
 
 
