@@ -41,7 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from asrfair.audio import write_clip
-from asrfair.infer import Clip, Seq2SeqTranscriber, Transcriber, pick_device, transcribe_to_file
+from asrfair.infer import (
+    Clip,
+    Seq2SeqTranscriber,
+    Transcriber,
+    default_batch_seconds,
+    pick_device,
+    transcribe_to_file,
+)
 from asrfair.train import build_vocab, make_processor
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
@@ -241,6 +248,7 @@ def run_ctc(args: argparse.Namespace, root: Path, device: torch.device) -> None:
     model, processor = make_model(args.size, root / "model")
     clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
     transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
+    args.batch_seconds = args.batch_seconds or default_batch_seconds(transcriber, device)
     transcriber(waves[:2])  # warm-up, both paths
     notebook_loop(model, processor, waves[:2], device)
     loop_s = notebook_loop(model, processor, waves, device)
@@ -261,6 +269,7 @@ def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> N
     tokens = args.max_new_tokens
     fixed = {"max_new_tokens": tokens, "min_new_tokens": tokens}
     transcriber = Seq2SeqTranscriber(model, processor, device, fixed, mixed_precision=not args.fp32)
+    args.batch_seconds = args.batch_seconds or default_batch_seconds(transcriber, device)
     transcriber(waves[:2])  # warm-up, both paths
     whisper_loop(model, processor, waves[:2], device, tokens)
     loop_s = whisper_loop(model, processor, waves, device, tokens)
@@ -275,7 +284,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--size", choices=["tiny", "demo", "large"], default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--batch-seconds", type=float, default=60.0, help="0: the device's default (audit's)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=24, help="Whisper: per clip")
     parser.add_argument("--fp32", action="store_true", help="fp32 on CUDA (no bf16 model)")
     parser.add_argument("--infer-workers", type=int, default=0, help="loader processes")
