@@ -23,6 +23,7 @@ from asrfair.audit_options import RunSettings
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip
 from asrfair.runs import done_ids, rank_files
+from conftest import Killed, dying_model
 
 N_CLIPS = 120
 
@@ -41,10 +42,6 @@ def _join(rank: int, world: int, port: int) -> None:
     start_monitoring(world)
 
 
-class Killed(Exception):
-    """The job is killed between two batches (a scheduler's time limit, a lost node)."""
-
-
 def _transcribe(rank: int, world: int, port: int, root: str, clips: list[Clip], stop: int) -> None:
     """One rank of the infer stage, as an audit runs it; the model stops after ``stop``
     batches (-1: never). Every clip the model is asked for is logged to asked.RANK.WORLD."""
@@ -52,16 +49,12 @@ def _transcribe(rank: int, world: int, port: int, root: str, clips: list[Clip], 
 
     _join(rank, world, port)
     log = Path(root) / f"asked.{rank}.{world}"
-    batches = 0
 
-    def model(waves: Sequence[np.ndarray]) -> list[str]:
-        nonlocal batches
-        if batches == stop:
-            raise Killed
-        batches += 1
+    def record(waves: Sequence[np.ndarray]) -> None:
         with (Path(root) / f"lengths.{rank}.{world}").open("a") as handle:
             handle.write("".join(f"{len(w)}\n" for w in waves))
-        return [f"{len(w)}" for w in waves]
+
+    model = dying_model(stop, record)
 
     def extra(utt: str, hyp: str) -> dict[str, str]:
         with log.open("a") as handle:
