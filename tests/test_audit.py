@@ -419,7 +419,7 @@ def test_another_stats_seed_rescores_the_same_predictions_without_transcribing(
     def no_inference(*args: object) -> None:
         raise AssertionError("a finished run was transcribed again")
 
-    monkeypatch.setattr(infer.Transcriber, "__call__", no_inference)
+    monkeypatch.setattr(infer.Transcriber, "start", no_inference)
     first = audit(cv, tiny_model, out, *options, "--resume")
     second = audit(cv, tiny_model, out, *options, "--resume", "--stats-seed", "7")
     assert (out / "predictions.jsonl").read_text() == predictions
