@@ -10,7 +10,8 @@ default, the lengths the notebook kept, ``--shortest``/``--longest`` to change):
 - notebook recipe: the Hugging Face fine-tuning recipe's ``map_to_result`` over a
   ``datasets.Dataset`` of prepared input values, one example per call (what the notebook ran);
 - asrfair: ``infer.transcribe_to_file``: sorted by length, batches capped by padded seconds,
-  ``inference_mode``, bf16 autocast on CUDA, one JSON line per clip.
+  loaded by ``--infer-workers`` processes, ``inference_mode``, a bf16 model on CUDA (fp16
+  autocast where bf16 is missing), one JSON line per clip.
 Sizes: ``tiny`` is the unit tests' model, ``demo`` the bundled checkpoint's architecture, and
 ``large`` the wav2vec2-large architecture (315 M parameters) with random weights, for GPUs.
 
@@ -40,7 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from asrfair.audio import write_clip
-from asrfair.infer import Clip, Seq2SeqTranscriber, Transcriber, pick_device, transcribe_to_file
+from asrfair.infer import (
+    Clip,
+    Seq2SeqTranscriber,
+    Transcriber,
+    default_batch_seconds,
+    pick_device,
+    transcribe_to_file,
+)
 from asrfair.train import build_vocab, make_processor
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzàâäçèéêëîïôœùûüÿ'"
@@ -178,11 +186,18 @@ def describe(device: torch.device) -> str:
 
 
 def timed_asrfair(
-    transcriber: Any, clips: list[Clip], out: Path, batch_seconds: float, device: torch.device
+    transcriber: Any, clips: list[Clip], out: Path, args: argparse.Namespace, device: torch.device
 ) -> float:
     """asrfair's path: sorted batches appended to a predictions file, as an audit runs it."""
     start = time.perf_counter()
-    transcribe_to_file(transcriber, clips, out, batch_seconds=batch_seconds, progress=False)
+    transcribe_to_file(
+        transcriber,
+        clips,
+        out,
+        batch_seconds=args.batch_seconds,
+        progress=False,
+        workers=args.infer_workers,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -222,7 +237,10 @@ def report(
         f"{detail}); "
         f"{args.clips} clips, {audio_s:.0f} s of audio"
     )
-    ours = f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches)"
+    ours = (
+        f"asrfair batched, sorted ({precision}, {args.batch_seconds:g} s batches, "
+        f"{args.infer_workers} loader workers)"
+    )
     print_table(header, [*baselines, (ours, ours_s)], audio_s, args.clips)
 
 
@@ -230,11 +248,12 @@ def run_ctc(args: argparse.Namespace, root: Path, device: torch.device) -> None:
     model, processor = make_model(args.size, root / "model")
     clips, waves = make_clips(root, args.clips, args.shortest, args.longest)
     transcriber = Transcriber(model, processor, device, mixed_precision=not args.fp32)
+    args.batch_seconds = args.batch_seconds or default_batch_seconds(transcriber, device)
     transcriber(waves[:2])  # warm-up, both paths
     notebook_loop(model, processor, waves[:2], device)
     loop_s = notebook_loop(model, processor, waves, device)
     map_s = notebook_map(model, processor, waves, device)
-    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
+    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args, device)
     baselines = [
         ("notebook loop (fp32, one clip at a time)", loop_s),
         ("notebook recipe (fp32, Dataset.map, one clip at a time)", map_s),
@@ -250,10 +269,11 @@ def run_whisper(args: argparse.Namespace, root: Path, device: torch.device) -> N
     tokens = args.max_new_tokens
     fixed = {"max_new_tokens": tokens, "min_new_tokens": tokens}
     transcriber = Seq2SeqTranscriber(model, processor, device, fixed, mixed_precision=not args.fp32)
+    args.batch_seconds = args.batch_seconds or default_batch_seconds(transcriber, device)
     transcriber(waves[:2])  # warm-up, both paths
     whisper_loop(model, processor, waves[:2], device, tokens)
     loop_s = whisper_loop(model, processor, waves, device, tokens)
-    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args.batch_seconds, device)
+    ours_s = timed_asrfair(transcriber, clips, root / "p.jsonl", args, device)
     baselines = [("generate loop (fp32, one clip at a time)", loop_s)]
     report(args, model, waves, baselines, ours_s, "Whisper", f", {tokens} tokens a clip")
 
@@ -264,9 +284,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--size", choices=["tiny", "demo", "large"], default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--batch-seconds", type=float, default=60.0, help="0: the device's default (audit's)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=24, help="Whisper: per clip")
-    parser.add_argument("--fp32", action="store_true", help="no autocast on CUDA")
+    parser.add_argument("--fp32", action="store_true", help="fp32 on CUDA (no bf16 model)")
+    parser.add_argument("--infer-workers", type=int, default=0, help="loader processes")
     parser.add_argument("--shortest", type=float, default=1.0, help="clip length range, seconds")
     parser.add_argument("--longest", type=float, default=4.0)
     args = parser.parse_args()

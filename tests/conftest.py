@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +302,26 @@ def requires_tool(name: str, install: str) -> pytest.MarkDecorator:
     if missing and os.environ.get("CI"):
         raise RuntimeError(f"CI must install {name} ({install}) before the tests run")
     return pytest.mark.skipif(missing, reason=f"{name} is not installed ({install})")
+
+
+class Killed(Exception):
+    """A rank, or the whole job, killed between two batches (a time limit, a lost node)."""
+
+
+def dying_model(
+    stop_after: int, record: Callable[[Sequence[np.ndarray]], None]
+) -> Callable[[Sequence[np.ndarray]], list[str]]:
+    """A fake model for sharding tests: it hands each batch to ``record``, transcribes each
+    clip as its length, and dies (raises Killed) when asked for one batch more than
+    ``stop_after`` (-1: never)."""
+    batches = 0
+
+    def model(waves: Sequence[np.ndarray]) -> list[str]:
+        nonlocal batches
+        if batches == stop_after:
+            raise Killed
+        batches += 1
+        record(waves)
+        return [str(len(w)) for w in waves]
+
+    return model

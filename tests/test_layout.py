@@ -24,7 +24,7 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["kaldi", "sclite", "inputs", "hfdata"], 2),  # input formats
     **dict.fromkeys(["scoring", "metrics"], 3),
     **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
-    **dict.fromkeys(["models", "train", "infer", "trainer_metrics"], 5),
+    **dict.fromkeys(["models", "train", "infer", "trainer_metrics", "ranks"], 5),
     **dict.fromkeys(["hookspecs", "plugins", "plugin", "default_plugins"], 6),
     **dict.fromkeys(["audit_options", "pipeline", "comparison", "study", "api", "hf"], 7),
     **dict.fromkeys(["cli", "testing", "__main__"], 8),

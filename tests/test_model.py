@@ -108,7 +108,8 @@ def test_oom_halves_the_batch_and_carries_on() -> None:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return ["x"] * n
 
-    assert infer._with_oom_halving(fragile, [np.zeros(1)] * 8) == ["x"] * 8
+    started = infer.start_with_oom_halving(infer.Plain(fragile), [np.zeros(1)] * 8)
+    assert started == [["x"] * 2] * 4
     assert calls == [8, 4, 2, 2, 4, 2, 2]
 
 
@@ -164,12 +165,13 @@ def test_batch_normalisation_matches_the_feature_extractor(tiny: Path) -> None:
     processor = load_processor(str(tiny))
     rng = np.random.default_rng(3)
     waves = [rng.standard_normal(n).astype(np.float32) * s for n, s in ((800, 1.0), (500, 3.0))]
-    ours, mask = infer.pad_and_normalise(waves, normalise=True)
+    batch = infer.pad(waves)
+    ours, mask = infer.normalise_batch(batch.values, batch.lengths)
     theirs = processor.feature_extractor(
         waves, sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
     )
     assert torch.allclose(ours, theirs["input_values"], atol=1e-5)
-    assert torch.equal(mask, theirs["attention_mask"].to(torch.int32))
+    assert torch.equal(mask.to(torch.int32), theirs["attention_mask"].to(torch.int32))
 
 
 def test_greedy_decoder_matches_the_tokenizer_and_ignores_padding(tiny: Path) -> None:
@@ -302,3 +304,48 @@ def test_timed_saves_keep_only_the_newest_checkpoints_with_a_loader_worker(
     assert seen["workers"] == [1]
     assert seen["saves"] == [1, 2, 3]
     assert seen["kept"] == [["checkpoint-1"], ["checkpoint-2"], ["checkpoint-3"]]
+
+
+def test_a_device_batch_keeps_the_effective_batch(tmp_path: Path) -> None:
+    args = training_arguments(
+        TrainConfig(batch_size=8, grad_accum=2, device_batch=4), tmp_path, "cpu"
+    )
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 4)
+    default = training_arguments(TrainConfig(batch_size=8, grad_accum=2), tmp_path, "cpu")
+    assert (default.per_device_train_batch_size, default.gradient_accumulation_steps) == (8, 2)
+    with pytest.raises(
+        AsrfairError, match=r"device_batch 3 must divide .* = 16; use one of 1, 2, 4, 8, 16"
+    ):
+        TrainConfig(batch_size=8, grad_accum=2, device_batch=3)
+
+
+def test_a_device_batch_trains_the_same_model(tiny: Path, tmp_path: Path) -> None:
+    """4 clips at once, or 2 at a time accumulated twice: one optimiser step on the same clips
+    (no SpecAugment, whose masks are drawn per device batch), the same weights."""
+    from asrfair.train import fine_tune, training_table
+
+    processor = load_processor(str(tiny))
+    paths = [
+        write_clip(
+            tmp_path / f"{i}.i16",
+            np.random.default_rng(i).standard_normal(8_000 + 800 * i).astype(np.float32),
+        )
+        for i in range(8)
+    ]
+    lengths = [8_000 + 800 * i for i in range(8)]
+    heads = []
+    for device_batch in (0, 2):
+        cfg = TrainConfig(
+            max_steps=2, batch_size=4, warmup_steps=0, mask_time_prob=0.0, device_batch=device_batch
+        )
+        torch.manual_seed(0)  # the same start (a checkpoint's missing weights are drawn)
+        net = load_model(str(tiny), processor.tokenizer.get_vocab(), cfg, reinit_head=False)
+        start = net.lm_head.weight.detach().clone()
+        table = training_table(paths, lengths, ["le chat", "la", "chat", "le"] * 2, processor)
+        work = tmp_path / f"w{device_batch}"
+        fine_tune(
+            net, processor, table, cfg, work_dir=work, model_dir=tmp_path / f"m{device_batch}"
+        )
+        heads.append(net.lm_head.weight.detach().clone())
+        assert not torch.equal(start, heads[-1])  # it trained
+    assert torch.allclose(heads[0], heads[1], atol=1e-6)

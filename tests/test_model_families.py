@@ -140,7 +140,7 @@ def test_seq2seq_transcripts_go_through_the_normaliser(
     def shouting(self: infer.Seq2SeqTranscriber, waves: list[object]) -> list[str]:
         return ["Il a DIT, « bonjour » !"] * len(waves)
 
-    monkeypatch.setattr(infer.Seq2SeqTranscriber, "__call__", shouting)
+    monkeypatch.setattr(infer.Seq2SeqTranscriber, "start", shouting)
     audit(tiny_cv, models["whisper"], tmp_path / "run", *WHISPER)
     assert {r["hyp"] for r in _records(tmp_path / "run")} == {"il a dit bonjour"}
 

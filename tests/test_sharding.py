@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,9 @@ from asrfair import infer
 from asrfair.errors import AsrfairError
 from asrfair.infer import Clip, transcribe_to_file
 from asrfair.runs import check_coverage, done_ids, finished_ids, merge_shards, rank_files
+from conftest import Killed, dying_model
 
 N_CLIPS = 2_000
-
-
-class Killed(Exception):
-    """A rank that dies between two batches."""
 
 
 def _clips() -> list[Clip]:
@@ -44,16 +40,7 @@ def _rank(
     out: Path, clips: list[Clip], rank: int, world: int, asked: Counter[int], stop_after: int
 ) -> None:
     """One rank's share, as pipeline._transcribe runs it; it dies after ``stop_after`` batches."""
-    batches = 0
-
-    def model(waves: Sequence[np.ndarray]) -> list[str]:
-        nonlocal batches
-        if batches == stop_after:
-            raise Killed
-        batches += 1
-        asked.update(len(w) for w in waves)
-        return ["x"] * len(waves)
-
+    model = dying_model(stop_after, lambda waves: asked.update(len(w) for w in waves))
     target = out / f"predictions.rank{rank}.jsonl" if world > 1 else out / "predictions.jsonl"
     with contextlib.suppress(Killed):
         transcribe_to_file(

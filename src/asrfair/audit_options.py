@@ -79,6 +79,7 @@ class AuditOptions:
 
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
+        data["train"] = self.train.identity()
         data["groups"] = list(self.groups)
         data["model"] = portable_model(self.resolved_model())
         return data
@@ -97,7 +98,19 @@ class RunSettings:
     resume: bool = option(False, "Continue the run in --out where it stopped.")
     device: str = option("auto", "auto, cpu, cuda, cuda:N.")
     workers: int = option(0, "Audio decoding processes; 0 = every core.", min=0)
-    batch_seconds: float = option(60.0, "Padded audio per inference batch.")
+    batch_seconds: float | None = option(
+        None,
+        "Padded audio per inference batch \\[default: 60 on CPU; on CUDA, from free memory].",
+    )
+    infer_workers: int | None = option(
+        None,
+        "Processes that load and pad inference batches \\[default: up to 4 on CUDA, 0 on CPU].",
+        min=0,
+    )
+    barrier_minutes: float = option(
+        30.0,
+        "Several processes: how long a rank waits for the others at the end of a stage.",
+    )
     stats: StatsConfig = field(default_factory=StatsConfig)
     metrics: tuple[str, ...] = option(DEFAULT_METRICS, "Metric plugins, comma-separated.")
     progress: bool = True

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -58,42 +59,99 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 (or fp16) autocast on CUDA; plain fp32 on CPU."""
+def reduced_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision a device runs inference in: bf16 where the GPU has it, fp16 on
+    other CUDA devices, none (fp32) on CPU."""
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def precision_context(
-    device: torch.device, mixed_precision: bool
-) -> contextlib.AbstractContextManager[Any]:
-    """Both kinds of model run under the same rule: autocast on CUDA unless told fp32."""
-    return autocast(device) if mixed_precision else contextlib.nullcontext()
+@dataclass(frozen=True)
+class Precision:
+    """How a model runs: the dtype of its weights (and inputs) and an autocast dtype, if any.
 
-
-def pad_and_normalise(
-    waves: Sequence[np.ndarray], *, normalise: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded batch and its mask, each clip scaled to zero mean and unit variance.
-
-    The same arithmetic as ``Wav2Vec2FeatureExtractor`` (variance + 1e-7, padding left at 0),
-    done once on the whole batch instead of clip by clip in Python.
+    bf16 weights halve the memory traffic of every layer and spare the cast ops autocast adds
+    to each forward; fp16 keeps fp32 weights under autocast, because fp16 weights can overflow.
     """
-    lengths = torch.tensor([len(w) for w in waves])
+
+    weights: torch.dtype = torch.float32
+    autocast: torch.dtype | None = None
+
+    def context(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast)
+
+
+def precision_for(device: torch.device, mixed_precision: bool) -> Precision:
+    """Both kinds of model run under the same rule: reduced precision on CUDA unless told fp32."""
+    dtype = reduced_dtype(device) if mixed_precision else None
+    if dtype == torch.bfloat16:
+        return Precision(weights=torch.bfloat16)
+    return Precision(autocast=dtype)
+
+
+def place(model: Any, device: torch.device, precision: Precision) -> Any:
+    """The model on ``device`` in inference mode, its weights cast to ``precision.weights``
+    (in place: the caller's module is the one that runs)."""
+    return model.to(device=device, dtype=precision.weights).eval()
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """A batch as the loader's workers build it: raw samples zero-padded to the longest clip
+    (float32, not normalised: that is done on the device) and each clip's length."""
+
+    values: torch.Tensor  # [clips, samples]
+    lengths: torch.Tensor  # [clips], int64
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def __getitem__(self, rows: slice) -> PaddedBatch:
+        """Some rows, trimmed to their own longest clip (an out-of-memory split's halves)."""
+        lengths = self.lengths[rows]
+        longest = int(lengths.max()) if len(lengths) else 0
+        return PaddedBatch(self.values[rows, :longest], lengths)
+
+    def pin_memory(self) -> PaddedBatch:
+        """Page-locked copies, so that the host-to-device copy can run asynchronously (the
+        DataLoader calls this in its pinning thread)."""
+        return PaddedBatch(self.values.pin_memory(), self.lengths.pin_memory())
+
+
+def pad(waves: Sequence[np.ndarray]) -> PaddedBatch:
+    """Zero-pad clips into one float32 batch; copies out of the read-only store."""
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
     padded = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
-    for row, wave in enumerate(waves):  # copies out of the read-only memory-mapped cache
+    for row, wave in enumerate(waves):
         padded[row, : len(wave)] = wave
-    batch = torch.from_numpy(padded)
-    mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
-    if normalise:
-        n = lengths[:, None].to(torch.float64)
-        values = batch.to(torch.float64)
-        mean = values.sum(dim=1, keepdim=True) / n
-        var = (((values - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
-        batch = (((values - mean) / torch.sqrt(var + 1e-7)) * mask).to(torch.float32)
-    return batch, mask.to(torch.int32)
+    return PaddedBatch(torch.from_numpy(padded), lengths)
+
+
+def as_list(waves: list[np.ndarray]) -> list[np.ndarray]:
+    """The collate of models that take the waveforms themselves (Whisper's feature extractor)."""
+    return waves
+
+
+def mask_of(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """True over each clip's own samples, built on ``values``' device from the lengths."""
+    return torch.arange(values.shape[1], device=values.device)[None, :] < lengths[:, None]
+
+
+def normalise_batch(
+    values: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip scaled to zero mean and unit variance over its own samples, padding left at 0,
+    and the attention mask, both built where ``values`` lives (the GPU: no float64 pass over
+    the batch on the CPU). The arithmetic of ``Wav2Vec2FeatureExtractor`` (variance + 1e-7),
+    in the dtype of ``values`` (fp32)."""
+    mask = mask_of(values, lengths)
+    n = lengths[:, None].to(values.dtype)
+    mean = values.sum(dim=1, keepdim=True) / n
+    var = (((values - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
+    return ((values - mean) / torch.sqrt(var + 1e-7)) * mask, mask
 
 
 class GreedyDecoder:
@@ -115,20 +173,41 @@ class GreedyDecoder:
         changed[:, 1:] = ids[:, 1:] != ids[:, :-1]
         inside = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
         keep = changed & (ids != self.blank) & inside
-        texts = []
-        for row, row_keep in zip(ids.tolist(), keep.tolist(), strict=True):
-            text = "".join(self.table[i] for i, k in zip(row, row_keep, strict=True) if k)
+        kept = ids[keep].tolist()  # only the kept frames reach Python, row after row
+        texts, start = [], 0
+        for count in keep.sum(dim=1).tolist():
+            text = "".join(self.table[i] for i in kept[start : start + count])
             texts.append(" ".join(text.split()))
+            start += count
         return texts
 
 
+@dataclass
+class Pending:
+    """A batch whose forward pass was queued: its token ids (on their way to the host) and
+    frame counts; ``finish`` waits for the copy and decodes."""
+
+    ids: torch.Tensor
+    frames: torch.Tensor
+    copied: torch.cuda.Event | None = None
+
+
 class Transcriber:
-    """A model and its processor on one device, turning batches of cached clips into text."""
+    """A CTC model and its processor on one device, turning batches of cached clips into text.
+
+    The work is split so that it can overlap: ``collate`` pads clips (in the loader's
+    workers), ``start`` copies a batch to the device, normalises it and builds its mask there,
+    runs the forward pass and the argmax and queues the copy of the ids alone to the host;
+    ``finish`` waits for that copy and decodes. Calling the transcriber does all three.
+    """
+
+    collate = staticmethod(pad)
 
     def __init__(
         self, model: Any, processor: Any, device: torch.device, *, mixed_precision: bool = True
     ) -> None:
-        self.model = model.to(device).eval()
+        self.precision = precision_for(device, mixed_precision)
+        self.model = place(model, device, self.precision)
         self.processor = processor
         self.device = device
         self.mixed_precision = mixed_precision
@@ -137,14 +216,34 @@ class Transcriber:
         self.decode = GreedyDecoder(processor.tokenizer)
 
     def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
-        values, mask = pad_and_normalise(waves, normalise=self.normalise)
-        inputs = {"input_values": values.to(self.device)}
+        return self.finish(self.start(pad(waves)))
+
+    def start(self, batch: PaddedBatch) -> Pending:
+        cuda = self.device.type == "cuda"
+        values = batch.values.to(self.device, non_blocking=cuda)
+        lengths = batch.lengths.to(self.device, non_blocking=cuda)
+        if self.normalise:
+            values, mask = normalise_batch(values, lengths)
+        else:
+            mask = mask_of(values, lengths)
+        inputs = {"input_values": values.to(self.precision.weights)}
         if self.attention_mask:  # layer-norm checkpoints; group-norm ones must not see a mask
-            inputs["attention_mask"] = mask.to(self.device)
-        with torch.inference_mode(), precision_context(self.device, self.mixed_precision):
-            logits = self.model(**inputs).logits
-        frames = self.model._get_feat_extract_output_lengths(mask.sum(dim=1))
-        return self.decode(logits.argmax(dim=-1).cpu(), frames.cpu())
+            inputs["attention_mask"] = mask.to(torch.int32)
+        with torch.inference_mode(), self.precision.context(self.device):
+            ids = self.model(**inputs).logits.argmax(dim=-1).to(torch.int32)
+        frames = self.model._get_feat_extract_output_lengths(batch.lengths)
+        if not cuda:
+            return Pending(ids, frames)
+        host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=True)
+        host.copy_(ids, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return Pending(host, frames, copied)
+
+    def finish(self, pending: Pending) -> list[str]:
+        if pending.copied is not None:
+            pending.copied.synchronize()
+        return self.decode(pending.ids, pending.frames)
 
 
 class Seq2SeqTranscriber:
@@ -156,6 +255,8 @@ class Seq2SeqTranscriber:
     clips share it; the length sort still groups transcripts of similar length.
     """
 
+    collate = staticmethod(as_list)
+
     def __init__(
         self,
         model: Any,
@@ -165,46 +266,164 @@ class Seq2SeqTranscriber:
         *,
         mixed_precision: bool = True,
     ) -> None:
-        self.model = model.to(device).eval()
+        self.precision = precision_for(device, mixed_precision)
+        self.model = place(model, device, self.precision)
         self.processor = processor
         self.device = device
         self.generate = dict(generate or {})
         self.mixed_precision = mixed_precision
 
     def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
+        return self.finish(self.start(waves))
+
+    def start(self, waves: Sequence[np.ndarray]) -> list[str]:
         features = self.processor.feature_extractor(
             [np.asarray(w) for w in waves],
             sampling_rate=TARGET_RATE,
             return_attention_mask=True,
             return_tensors="pt",
         )
-        inputs = {name: value.to(self.device) for name, value in features.items()}
-        with torch.inference_mode(), precision_context(self.device, self.mixed_precision):
+        inputs = {
+            name: value.to(self.device, self.precision.weights)
+            if value.is_floating_point()
+            else value.to(self.device)
+            for name, value in features.items()
+        }
+        with torch.inference_mode(), self.precision.context(self.device):
             ids = self.model.generate(**inputs, **self.generate)
         texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 
+    @staticmethod
+    def finish(texts: list[str]) -> list[str]:
+        return texts
 
-def _with_oom_halving(
-    transcribe: Callable[[Sequence[np.ndarray]], list[str]], waves: list[np.ndarray]
-) -> list[str]:
-    """A CUDA out-of-memory error splits the batch in two and carries on."""
+
+@runtime_checkable
+class BatchTranscriber(Protocol):
+    """What ``transcribe_to_file`` drives: ``collate`` runs in the loader's workers (it must
+    not touch the model), ``start`` queues a batch on the device, ``finish`` returns its text.
+    A plain callable over a list of waveforms is wrapped as one (``Plain``)."""
+
+    def collate(self, waves: list[np.ndarray]) -> Any: ...
+
+    def start(self, batch: Any) -> Any: ...
+
+    def finish(self, started: Any) -> list[str]: ...
+
+
+class Plain:
+    """A callable over waveforms as a ``BatchTranscriber`` (tests, simple models)."""
+
+    collate = staticmethod(as_list)
+
+    def __init__(self, transcribe: Callable[[Sequence[np.ndarray]], list[str]]) -> None:
+        self.transcribe = transcribe
+
+    def start(self, waves: list[np.ndarray]) -> list[str]:
+        return self.transcribe(waves)
+
+    @staticmethod
+    def finish(texts: list[str]) -> list[str]:
+        return texts
+
+
+def start_with_oom_halving(transcriber: BatchTranscriber, batch: Any) -> list[Any]:
+    """``transcriber.start(batch)``; a CUDA out-of-memory error splits the batch in two (each
+    half trimmed to its own longest clip) and carries on. One started part per piece."""
     try:
-        return transcribe(waves)
+        return [transcriber.start(batch)]
     except torch.cuda.OutOfMemoryError:
-        if len(waves) == 1:
+        if len(batch) == 1:
             raise AsrfairError(
                 "one clip alone does not fit in GPU memory; lower --max-seconds"
             ) from None
         torch.cuda.empty_cache()
-        half = len(waves) // 2
-        return _with_oom_halving(transcribe, waves[:half]) + _with_oom_halving(
-            transcribe, waves[half:]
+        half = len(batch) // 2
+        return start_with_oom_halving(transcriber, batch[:half]) + start_with_oom_halving(
+            transcriber, batch[half:]
         )
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A batch a loader worker could not load: the one-line reason, raised in the main process
+    (a worker's own exception would reach the user wrapped in a traceback)."""
+
+    reason: str
+
+
+class _LoadBatches(torch.utils.data.Dataset[Any]):
+    """Batch ``i`` of the plan, its clips read from the store and collated: the work a
+    loader worker does while the device runs the batch before."""
+
+    def __init__(self, batches: list[list[Clip]], collate: Callable[[list[np.ndarray]], Any]):
+        self.batches = batches
+        self.collate = collate
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.collate([load_clip(c.cache) for c in self.batches[index]])
+        except AsrfairError as exc:
+            return _Failed(str(exc))
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader workers when none are given: up to 4 on CUDA, where loading and padding the
+    next batch on the host overlaps the forward pass; none on CPU, where the forward pass
+    already uses every core and a worker only competes with it (benchmarks/RESULTS.md)."""
+    return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+CPU_BATCH_SECONDS = 60.0
+MAX_BATCH_SECONDS = 640.0  # the top of what the Open ASR leaderboard runs wav2vec2 with
+MEMORY_SHARE = 0.5  # of the memory free once the model is loaded; the rest is headroom
+ACTIVATION_COPIES = 4  # first conv's output, its norm, its activation, the next conv's input
+
+
+def default_batch_seconds(transcriber: Any, device: torch.device) -> float:
+    """Padded seconds per batch when none are given.
+
+    On CPU, 60 (larger batches measured slower there: benchmarks/RESULTS.md). On CUDA, for a
+    CTC model, half the free memory (``torch.cuda.mem_get_info``, read with the model already
+    loaded) divided by the memory one padded second costs: 4 copies of the first
+    convolution's output, ``conv_dim[0] x 16,000 / conv_stride[0]`` values a second, the
+    largest activation of a forward pass; kept between 60 and 640 s. For wav2vec2-large in
+    bf16 that is 13 MB a second, so any GPU with 9 GB free gets 320 s or more. Seq2seq
+    models (a 30 s window a clip whatever its length) keep 60. An out-of-memory error still
+    halves a batch, so the rule only has to be right in most cases.
+    """
+    config = getattr(getattr(transcriber, "model", None), "config", None)
+    conv_dim, conv_stride = getattr(config, "conv_dim", None), getattr(config, "conv_stride", None)
+    if device.type != "cuda" or not conv_dim or not conv_stride:
+        return CPU_BATCH_SECONDS
+    free, _total = torch.cuda.mem_get_info(device)
+    weights = getattr(transcriber, "precision", Precision()).weights
+    values_per_second = conv_dim[0] * TARGET_RATE / conv_stride[0]
+    per_second = ACTIVATION_COPIES * values_per_second * torch.finfo(weights).bits / 8
+    return float(min(MAX_BATCH_SECONDS, max(CPU_BATCH_SECONDS, MEMORY_SHARE * free / per_second)))
+
+
+def batch_loader(
+    batches: list[list[Clip]], collate: Callable[[list[np.ndarray]], Any], workers: int, pin: bool
+) -> torch.utils.data.DataLoader[Any]:
+    """The plan's batches in order (one loader item is one batch), loaded ahead by ``workers``
+    processes, in page-locked memory when ``pin`` (CUDA) so their copies can be asynchronous."""
+    return torch.utils.data.DataLoader(
+        _LoadBatches(batches, collate),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=2 if workers else None,
+    )
+
+
 def transcribe_to_file(
-    transcribe: Callable[[Sequence[np.ndarray]], list[str]],
+    transcribe: BatchTranscriber | Callable[[Sequence[np.ndarray]], list[str]],
     clips: Sequence[Clip],
     out: Path,
     *,
@@ -213,6 +432,8 @@ def transcribe_to_file(
     shard: tuple[int, int] = (0, 1),
     done: set[str] | None = None,
     progress: bool = True,
+    workers: int = 0,
+    postprocess: Callable[[str], str] | None = None,
 ) -> int:
     """Append one JSON line per clip to ``out``, skipping clips already there (or in ``done``,
     the ids finished in any file of the run).
@@ -221,11 +442,22 @@ def transcribe_to_file(
     the same on every rank whatever each has finished, so that the ranks' shares stay
     disjoint and cover every clip across a resume with another world size; finished clips are
     then left out of each batch. ``extra(id, hyp)`` adds fields to each line (speaker, groups,
-    reference, counts). Returns how many clips were transcribed now.
+    reference, counts); ``postprocess`` rewrites each transcript first (the text normaliser).
+
+    ``workers`` loader processes read and pad the next batches while the device runs one, and
+    a batch is decoded and written only after the next one is queued on the device, so that
+    on a GPU neither the host's loading nor its decoding and JSON writing stalls it; a batch
+    that fails (or is interrupted) still lets the one before it be written. Returns how many
+    clips were transcribed now.
     """
+    stages: BatchTranscriber = (
+        transcribe if isinstance(transcribe, BatchTranscriber) else Plain(transcribe)
+    )
     finished = done_ids(out) | (done or set())
     mine = plan_batches(list(clips), batch_seconds)[shard[0] :: shard[1]]
     batches = [b for b in ([c for c in batch if c.id not in finished] for batch in mine) if b]
+    device = getattr(stages, "device", None)
+    pin = isinstance(device, torch.device) and device.type == "cuda"
     drop_partial_line(out)
     written = 0
     try:
@@ -234,8 +466,12 @@ def transcribe_to_file(
             out.open("a", encoding="utf-8") as handle,
         ):
             task = bar.add_task("infer", total=sum(len(b) for b in batches))
-            for batch in batches:
-                texts = _with_oom_halving(transcribe, [load_clip(c.cache) for c in batch])
+
+            def write(batch: list[Clip], started: list[Any]) -> None:
+                nonlocal written
+                texts = [text for part in started for text in stages.finish(part)]
+                if postprocess is not None:
+                    texts = [postprocess(text) for text in texts]
                 lines = "".join(
                     json.dumps(
                         {"id": clip.id, "hyp": text, **(extra(clip.id, text) if extra else {})},
@@ -248,6 +484,20 @@ def transcribe_to_file(
                 handle.flush()
                 written += len(batch)
                 bar.advance(task, len(batch))
+
+            queued: tuple[list[Clip], list[Any]] | None = None
+            loader = batch_loader(batches, stages.collate, workers, pin)
+            for batch, loaded in zip(batches, loader, strict=True):
+                if isinstance(loaded, _Failed):
+                    raise AsrfairError(loaded.reason)
+                try:
+                    started = start_with_oom_halving(stages, loaded)
+                finally:  # the previous batch, while this one runs (or after it failed)
+                    if queued is not None:
+                        write(*queued)
+                queued = (batch, started)
+            if queued is not None:
+                write(*queued)
     except OSError as exc:
         if not is_out_of_space(exc):
             raise

@@ -12,12 +12,14 @@ rank 0 alone writes the directory.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from asrfair import __version__, files
 from asrfair.audio import AudioSettings, prepare_audio, use_cache_dir
@@ -25,7 +27,14 @@ from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
-from asrfair.infer import Clip, pick_device, transcribe_to_file
+from asrfair.hparams import SETTINGS
+from asrfair.infer import (
+    Clip,
+    default_batch_seconds,
+    default_workers,
+    pick_device,
+    transcribe_to_file,
+)
 from asrfair.metadata import prepare_metadata, size_summary
 from asrfair.metrics import Metric, run_metrics
 from asrfair.models import (
@@ -38,6 +47,7 @@ from asrfair.models import (
     load_transcriber,
     model_load_error,
 )
+from asrfair.ranks import agree_min, start_monitoring, wait_for_ranks
 from asrfair.report import Report
 from asrfair.report_model import ScoreBody
 from asrfair.runs import (
@@ -268,7 +278,7 @@ def _train(options: AuditOptions, settings: RunSettings, data: RunData, state: A
         eval_set=None if eval_rows is None else _table(eval_rows, processor),
         compute_metrics=None if eval_rows is None else _group_wer(eval_rows, options, processor),
     )
-    state.wait_for_everyone()
+    wait_for_ranks(state.num_processes, state.process_index, "training", settings.barrier_minutes)
     return str(model_dir)
 
 
@@ -312,25 +322,55 @@ def _transcribe(
     ]
     rows: dict[str, Any] = dict(zip(test.index.astype(str), test.to_dict("records"), strict=True))
     columns = all_columns(options_groups)
+    device = pick_device(settings.device)
+    transcriber = load_transcriber(choice, device)
+    return transcribe_sharded(
+        transcriber,
+        clips,
+        settings,
+        (state.process_index, state.num_processes),
+        extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
+        postprocess=data.normalize,
+    )
+
+
+def transcribe_sharded(
+    transcriber: Any,
+    clips: list[Clip],
+    settings: RunSettings,
+    shard: tuple[int, int],
+    *,
+    extra: Callable[[str, str], dict[str, Any]] | None = None,
+    postprocess: Callable[[str], str] | None = None,
+) -> Path:
+    """This rank's share of ``clips`` into its predictions file, then (rank 0, once every rank
+    has finished) every rank file of the run merged into predictions.jsonl, which must then
+    hold every clip: the part of the infer stage that decides which rank does what."""
+    rank, world = shard
     merged = settings.out / "predictions.jsonl"
-    world, rank = state.num_processes, state.process_index
     target = merged if world == 1 else settings.out / f"predictions.rank{rank}.jsonl"
-    transcriber = load_transcriber(choice, pick_device(settings.device))
+    device = getattr(transcriber, "device", torch.device("cpu"))
+    # Every rank must plan the same batches: the padded seconds chosen from each GPU's free
+    # memory are agreed on (the smallest), or the ranks' shares would overlap and leave gaps.
+    seconds = settings.batch_seconds or default_batch_seconds(transcriber, device)
+    workers = settings.infer_workers
     transcribe_to_file(
-        lambda waves: [data.normalize(text) for text in transcriber(waves)],
+        transcriber,
         clips,
         target,
-        batch_seconds=settings.batch_seconds,
-        extra=lambda utt, hyp: _record(rows[utt], hyp, columns),
-        shard=(rank, world),
+        batch_seconds=agree_min(seconds, world),
+        extra=extra,
+        shard=shard,
         done=finished_ids(settings.out),
-        progress=settings.progress and state.is_main_process,
+        progress=settings.progress and rank == 0,
+        workers=default_workers(device) if workers is None else workers,
+        postprocess=postprocess,
     )
-    state.wait_for_everyone()
-    if state.is_main_process:
+    wait_for_ranks(world, rank, "transcription", settings.barrier_minutes)
+    if rank == 0:
         if rank_files(settings.out):  # this world's, or an earlier world size's
             merge_shards(settings.out)
-        check_coverage(merged, set(rows))
+        check_coverage(merged, {c.id for c in clips})
     return merged
 
 
@@ -355,6 +395,7 @@ def run_audit(options: AuditOptions, settings: RunSettings) -> Report | None:
     quiet_libraries()
     # On CPU, accelerate joins torchrun's processes (gloo) only when told the run is CPU-only.
     state = PartialState(cpu=pick_device(settings.device).type == "cpu")
+    start_monitoring(state.num_processes)
     resolved = preflight(options, settings)  # before the lock: a typo leaves nothing on disk
     with run_lock(settings.out) if state.is_main_process else nullcontext():
         return _run_audit(options, settings, state, resolved)
@@ -374,6 +415,9 @@ def _run_audit(
                 "settings": {
                     "device": settings.device,
                     "batch_seconds": settings.batch_seconds,
+                    "infer_workers": settings.infer_workers,
+                    "barrier_minutes": settings.barrier_minutes,
+                    "train": {k: v for k, v in options.train.as_dict().items() if k in SETTINGS},
                     "stats": asdict(settings.stats),
                     "metrics": list(settings.metrics),
                 },
@@ -381,7 +425,7 @@ def _run_audit(
                 "seeds": AuditPlan(options, settings).seeds(),
             },
         )
-    state.wait_for_everyone()
+    wait_for_ranks(state.num_processes, state.process_index, "the run folder's check", 5.0)
     timings = StageTimes(out, enabled=state.is_main_process)
     with timings.stage("prepare_s"):
         data = load_run_data(options, settings, state, resolved)

@@ -25,6 +25,7 @@ from asrfair import files
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
 from asrfair.groups import all_columns
+from asrfair.hparams import SETTINGS as TRAIN_SETTINGS
 from asrfair.metrics import bad_value
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report, report_tables
@@ -153,7 +154,8 @@ def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
 def stored_options(config: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The identity options of a config.json. A run written before the seeds were separated
     stored one ``seed`` that drew its split (and subset; its training seed is ``train.seed``):
-    it reads as ``split_seed``, so such a run still resumes and re-scores. An option added
+    it reads as ``split_seed``, so such a run still resumes and re-scores. Training settings
+    stored in its ``train`` table (``save_total_limit``...) are not compared. An option added
     since the run was made (``adapter``, ``language``...) reads as its value in ``defaults``:
     the run was made as if it had been left at its default."""
     options = config.get("options") if isinstance(config, dict) else None
@@ -162,6 +164,8 @@ def stored_options(config: Any, defaults: dict[str, Any] | None = None) -> dict[
         options["split_seed"] = options.pop("seed")
     if isinstance(options.get("model"), str):
         options["model"] = portable_model(options["model"])
+    if isinstance(options.get("train"), dict):  # stored when they were part of the identity
+        options["train"] = {k: v for k, v in options["train"].items() if k not in TRAIN_SETTINGS}
     return _with_defaults(options, json.loads(json.dumps(defaults or {})))
 
 

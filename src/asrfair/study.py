@@ -60,7 +60,7 @@ class Study:
     stats: StatsConfig
     compare: list[tuple[str, str]]
     device: str = "auto"
-    batch_seconds: float = 60.0
+    batch_seconds: float | None = None  # None: the device's default (infer.default_batch_seconds)
     source: dict[str, Any] = field(default_factory=dict)
 
     def run_names(self) -> list[tuple[str, str, str]]:
@@ -135,7 +135,7 @@ def load_study(path: Path, plugins: Plugins) -> Study:
         stats=stats,
         compare=[(str(a), str(b)) for a, b in compare],
         device=study.get("device", "auto"),
-        batch_seconds=study.get("batch_seconds", 60.0),
+        batch_seconds=study.get("batch_seconds"),
         source=raw,
     )
 

@@ -235,6 +235,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
     from transformers import TrainingArguments
 
     dtype = precision(device)
+    per_device, accumulation = cfg.device_split()
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -242,9 +243,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, device: str) -> Any:
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
         activation_checkpointing=cfg.gradient_checkpointing,
         eval_strategy="steps" if cfg.eval_steps else "no",
         eval_steps=cfg.eval_steps or None,
