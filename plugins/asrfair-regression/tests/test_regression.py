@@ -267,3 +267,13 @@ def test_every_exporter_shows_the_table(tmp_path: Path, fmt: str) -> None:
     else:
         assert "Rate ratios by gender vs male" in out
         assert "1 (reference)" in out
+
+
+def test_errors_without_variation_are_a_warning_not_a_nan() -> None:
+    frame = _rows().assign(hyp="")  # every word deleted: nothing to estimate uncertainty from
+    data = _score(frame, "regression")
+    assert "tables" not in data
+    assert any(
+        w.startswith("regression by gender: no model: the Poisson GEE gave a zero variance")
+        for w in data["warnings"]
+    ), data["warnings"]

@@ -72,8 +72,11 @@ def _check_estimates(params: np.ndarray, cov: np.ndarray, what: str) -> None:
     variances = np.diag(cov)
     if not (np.all(np.isfinite(params)) and np.all(np.isfinite(variances))):
         raise FitError(f"the {what} did not converge (its estimates are not finite)")
-    if np.any(variances <= 0):
-        raise FitError(f"the {what} gave a non-positive variance: the model is not identified")
+    if np.any(variances <= 1e-14):  # zero, up to rounding
+        raise FitError(
+            f"the {what} gave a zero variance: the model fits every utterance exactly (every "
+            "word wrong, say), so there is no variation to estimate a ratio's uncertainty from"
+        )
 
 
 def fit_gee(
