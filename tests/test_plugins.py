@@ -361,3 +361,8 @@ def test_score_keeps_the_inputs_other_columns_for_metrics(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert {"duration", "text"} <= set(seen["columns"])
     assert "text_ref" not in seen["columns"]  # it is "ref" now
+
+
+def test_a_metric_said_twice_alike_runs_once() -> None:
+    chosen = with_plugins(Longest()).chosen_metrics(["wer", "longest:n=2", "wer", "longest:n=2"])
+    assert list(chosen) == ["wer", "longest:n=2"]

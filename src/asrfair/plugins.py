@@ -117,12 +117,15 @@ class Plugins:
 
     def chosen_metrics(self, names: Iterable[str]) -> dict[str, Metric]:
         """The metrics named by ``--metrics``, keyed by their text (``name:key=value``, options
-        included), in the order given; a typo or a metric named twice fails before any work."""
+        included), in the order given; a typo, or one metric named twice with different options,
+        fails before any work."""
         table = self.metrics()
         chosen: dict[str, Metric] = {}
         seen: dict[str, str] = {}
         for spec in names:
             name, _ = split_metric_spec(spec)
+            if seen.get(name) == spec.strip():
+                continue  # "wer,wer": the same metric, said twice
             if name in seen:
                 raise AsrfairError(
                     f"--metrics: metric {name!r} is named twice ({seen[name]}, {spec.strip()}); "
