@@ -19,7 +19,7 @@ except ImportError:  # scripts/test.sh installs it; CI must never skip these tes
         raise
     pytest.skip("pip install -e plugins/asrfair-regression", allow_module_level=True)
 PLUGINS = with_plugins(asrfair_regression)
-METRIC = "regression:covariates=n_words:reference=male"
+METRIC = "regression:covariates=n_words+duration:reference=male"
 
 
 # The bundled demo corpus and checkpoint: real recognition errors (a random tiny model deletes
@@ -40,7 +40,7 @@ def _check_table(data: dict[str, object], where: str) -> None:
     rows = {row[0]: row for row in table["rows"]}
     assert rows["male"][4] == "1 (reference)"
     assert set(rows["female"][4]) == {"value", "ci"}
-    assert "n_words (per SD)" in rows
+    assert {"n_words (per SD)", "duration (per SD)"} <= set(rows)  # duration: the audit's
 
 
 def test_the_plugin_is_listed() -> None:
