@@ -274,3 +274,95 @@ def test_the_example_plugin_uses_only_the_public_plugin_surface() -> None:
     assert {m for m in modules if m.startswith("asrfair")} == {"asrfair.plugin"}
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
     assert names & set(asrfair.plugin.__all__) == names - {"annotations"}
+
+
+class Longest:
+    """A metric with an option (``n``) and a table of its own, as docs/plugins.md shows."""
+
+    @hookimpl
+    def register_metrics(self, register):  # type: ignore[no-untyped-def]
+        def longest(ctx):  # type: ignore[no-untyped-def]
+            n = int(ctx.option("n", "1"))
+            bad = ctx.option("bad") is not None
+            frame = ctx.table.frame.assign(errors=ctx.table.word_errors)
+            top = frame.nlargest(n, "w_n")
+            rows = [[i, int(w), {"value": float(e), "ci": [0.0, float(e) + 1]}] for i, w, e in
+                    zip(top["id"], top["w_n"], top["errors"], strict=True)]
+            if bad:
+                rows[0][1] = float("nan")
+            ctx.add_table("Longest utterances", ["id", "words", "errors"], rows, ["a note"])
+
+        register("longest", longest)
+
+
+def test_metric_options_reach_the_metric_and_its_table_every_exporter(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    args = ["score", str(path), "--bootstrap", "0", "--metrics", "wer,longest:n=2"]
+    data = json.loads(run_cli([*args, "-f", "json"], with_plugins(Longest())).stdout)
+    assert data["method"]["metrics"] == ["wer", "longest:n=2"]
+    (table,) = data["tables"]
+    assert table == {
+        "title": "Longest utterances",
+        "metric": "longest",
+        "columns": ["id", "words", "errors"],
+        "rows": [
+            ["a", 2, {"value": 1.0, "ci": [0.0, 2.0]}],
+            ["c", 2, {"value": 1.0, "ci": [0.0, 2.0]}],
+        ],
+        "notes": ["a note"],
+    }
+    for fmt, shown in (("md", "| a | 2 | 1.000 [0.000, 2.000] |"), ("rich", "Longest utterances"),
+                       ("latex", "a & 2 & 1.000 [0.000, 2.000]"),
+                       ("csv", "table:Longest utterances,a,errors,1.0,0.0,2.0")):
+        result = run_cli([*args, "-f", fmt], with_plugins(Longest()))
+        assert result.exit_code == 0, result.output
+        assert shown in result.stdout, fmt
+    plain = json.loads(run_cli(["score", str(path), "-f", "json"]).stdout)
+    assert "tables" not in plain  # reports without tables keep the JSON they had
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ("longest:m=2", "longest:m=2: metric 'longest' has no option 'm'; its options: bad, n"),
+        ("longest:2", "--metrics longest:2: '2' is not an option; write longest:KEY=VALUE"),
+        ("longest:n=1:n=2", "option 'n' is given twice; keep one"),
+        ("longest,longest:n=2", "metric 'longest' is named twice (longest, longest:n=2)"),
+        ("longest:bad=1", "metric 'longest' wrote table 'Longest utterances' cells"),
+        ("wer:n=1", "metric 'wer' has no option 'n'; its options: none"),
+    ],
+)
+def test_metric_option_mistakes_are_one_line_errors(
+    tmp_path: Path, metrics: str, message: str
+) -> None:
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    result = run_cli(["score", str(path), "--metrics", metrics], with_plugins(Longest()))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_score_keeps_the_inputs_other_columns_for_metrics(tmp_path: Path) -> None:
+    seen = {}
+
+    class Reader:
+        @hookimpl
+        def register_metrics(self, register):  # type: ignore[no-untyped-def]
+            register("reader", lambda ctx: seen.update(columns=list(ctx.table.frame.columns)))
+
+    path = tmp_path / "t.csv"
+    _table().assign(duration=[1.5, 2.0, 3.0], text=["x", "y", "z"]).rename(
+        columns={"ref": "text_ref"}
+    ).to_csv(path, index=False)
+    result = run_cli(
+        ["score", str(path), "--ref-col", "text_ref", "--metrics", "reader"], with_plugins(Reader())
+    )
+    assert result.exit_code == 0, result.output
+    assert {"duration", "text"} <= set(seen["columns"])
+    assert "text_ref" not in seen["columns"]  # it is "ref" now
+
+
+def test_a_metric_said_twice_alike_runs_once() -> None:
+    chosen = with_plugins(Longest()).chosen_metrics(["wer", "longest:n=2", "wer", "longest:n=2"])
+    assert list(chosen) == ["wer", "longest:n=2"]

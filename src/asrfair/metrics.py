@@ -23,6 +23,32 @@ from asrfair.scoring import ScoreTable
 from asrfair.stats import Estimate, SharedDraws, StatsConfig, estimate, moments, unit_sums
 
 DEFAULT_METRICS = ("wer", "cer", "group_wer", "group_cer", "gap")
+OPTION_SEP = ":"  # regression:covariates=n_words+duration:reference=male
+LIST_SEP = "+"  # a list value: covariates=n_words+duration
+
+
+def split_metric_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``name:key=value:key=value`` as the metric's name and its options.
+
+    Options ride inside the ``--metrics`` text, so every path that carries metric names (the
+    command line, an audit's config.json, a study file, the API) carries them too, and no
+    metric's option has to be added to the core by name. ``:`` and ``+`` need no shell
+    quoting and cannot clash with the commas that separate metrics.
+    """
+    name, _, rest = spec.strip().partition(OPTION_SEP)
+    options: dict[str, str] = {}
+    for part in rest.split(OPTION_SEP) if rest else []:
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AsrfairError(
+                f"--metrics {spec}: {part!r} is not an option; write "
+                f"{name}:KEY=VALUE (several: {name}:a=1:b=x+y)"
+            )
+        if key in options:
+            raise AsrfairError(f"--metrics {spec}: option {key!r} is given twice; keep one")
+        options[key] = value.strip()
+    return name.strip(), options
 
 
 def _plain(value: float | None) -> float | None:
@@ -57,6 +83,9 @@ class MetricContext:
         self.warnings: list[str] = self._unit_warnings()
         self.rate_fields: list[str] = []  # declared by record_rate: the report's rate columns
         self.running = ""  # the metric now writing, named when it clashes with another
+        self.options: dict[str, str] = {}  # the running metric's options (name:key=value)
+        self.options_read: set[str] = set()
+        self.tables: list[dict[str, Any]] = []  # add_table: a metric's own result tables
         self._rate_owner: dict[tuple[str, str | None], str] = {}
 
     # -- reading ---------------------------------------------------------------
@@ -119,7 +148,48 @@ class MetricContext:
             return None
         return [self.draws.totals(sample, grouping or "", group or "(overall)")]
 
+    def option(self, key: str, default: str | None = None) -> str | None:
+        """The running metric's option ``key`` (``--metrics name:key=value``), else ``default``.
+
+        Read every option you support, used or not: after the metric returns, an option it
+        never asked for is reported as unknown (a typo never passes silently)."""
+        self.options_read.add(key)
+        return self.options.get(key, default)
+
+    def option_list(self, key: str) -> list[str]:
+        """An option that lists names, ``key=a+b``, as ``["a", "b"]`` (empty when absent)."""
+        value = self.option(key) or ""
+        return [item.strip() for item in value.split(LIST_SEP) if item.strip()]
+
     # -- writing ---------------------------------------------------------------
+    def add_table(
+        self,
+        title: str,
+        columns: list[str],
+        rows: list[list[Any]],
+        notes: list[str] | None = None,
+    ) -> None:
+        """A titled table of results for every exporter (rich, md, latex, csv, json...).
+
+        For results that are not one value per group (a model's coefficients, say). A cell is
+        text, a number, None, or ``{"value": x, "ci": [low, high]}``; the first column names
+        the row (CSV's ``group``)."""
+        for row in rows:
+            if len(row) != len(columns):
+                raise AsrfairError(
+                    f"metric {self.running!r} wrote a row of {len(row)} cells into table "
+                    f"{title!r} of {len(columns)} columns; report it to the metric's authors"
+                )
+        self.tables.append(
+            {
+                "title": title,
+                "metric": self.running,
+                "columns": list(columns),
+                "rows": [[_table_cell(cell) for cell in row] for row in rows],
+                "notes": list(notes or []),
+            }
+        )
+
     def _new_entry(self, mask: np.ndarray, group: str | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {} if group is None else {"group": group}
         entry["n_utterances"] = int(mask.sum())
@@ -204,6 +274,19 @@ class MetricContext:
                 entry["warnings"].append(f"{name}: {result.reason}")
 
 
+def _table_cell(cell: Any) -> Any:
+    """A table cell as JSON, rounded as entries are; NaN or infinity is the metric's bug."""
+    if isinstance(cell, dict):
+        if set(cell) != {"value", "ci"}:
+            raise AsrfairError(f"a table cell is a value or {{'value', 'ci'}}, not {cell!r}")
+        return {"value": _table_cell(cell["value"]), "ci": plain_ci(cell["ci"])}
+    if isinstance(cell, bool) or cell is None or isinstance(cell, str):
+        return cell
+    if isinstance(cell, int | np.integer):
+        return int(cell)
+    return _plain(float(cell))
+
+
 def check_entries(ctx: MetricContext, metric: str) -> None:
     """What a metric left in the report must be numbers a reader can trust: no NaN or infinity
     (not valid JSON), no negative rate, and intervals as ``[low, high]`` with low <= high."""
@@ -211,6 +294,11 @@ def check_entries(ctx: MetricContext, metric: str) -> None:
         (f"{grouping}={group}", entry)
         for grouping, groups in ctx.groups.items()
         for group, entry in groups.items()
+    ]
+    entries += [
+        (f"table {t['title']!r}", {"cells": [c for row in t["rows"] for c in _cell_values(row)]})
+        for t in ctx.tables
+        if t["metric"] == metric
     ]
     for where, entry in entries:
         for key, value in entry.items():
@@ -220,6 +308,25 @@ def check_entries(ctx: MetricContext, metric: str) -> None:
                     f"metric {metric!r} wrote {where} {key} = {value!r}: {problem}; report it to "
                     "the metric's authors"
                 )
+
+
+def _cell_values(row: list[Any]) -> list[Any]:
+    """The numbers of a table row, intervals' ends included."""
+    out = []
+    for cell in row:
+        out += [cell["value"], *(cell["ci"] or [])] if isinstance(cell, dict) else [cell]
+    return out
+
+
+def check_options(ctx: MetricContext, spec: str) -> None:
+    """An option the metric never read is a typo or an option it does not have."""
+    unread = sorted(set(ctx.options) - ctx.options_read)
+    if unread:
+        known = ", ".join(sorted(ctx.options_read)) or "none"
+        raise AsrfairError(
+            f"--metrics {spec}: metric {ctx.running!r} has no option {unread[0]!r}; "
+            f"its options: {known}"
+        )
 
 
 def bad_value(key: str, value: Any, entry: dict[str, Any]) -> str:
@@ -251,14 +358,16 @@ def run_metrics(
     *,
     config: dict[str, Any] | None = None,
 ) -> Report:
-    """Apply the metrics (resolved by name, in order) and assemble the Report data (the JSON
-    contract)."""
+    """Apply the metrics (keyed by their ``--metrics`` text, options included, in order) and
+    assemble the Report data (the JSON contract)."""
     names = list(metrics)
     ctx = MetricContext(table, cfg)
-    for name, metric in metrics.items():
-        ctx.running = name
+    for spec, metric in metrics.items():
+        ctx.running, ctx.options = split_metric_spec(spec)
+        ctx.options_read = set()
         metric(ctx)
-        check_entries(ctx, name)
+        check_options(ctx, spec)
+        check_entries(ctx, ctx.running)
     dropped = {}
     for grouping in table.groupings:
         n = ctx.n_dropped(grouping)
@@ -286,4 +395,6 @@ def run_metrics(
         "warnings": list(table.notes) + ctx.warnings,
         "config": {"asrfair_version": __version__, **(config or {})},
     }
+    if ctx.tables:  # absent otherwise, so reports without them keep the JSON they had
+        data["tables"] = ctx.tables
     return Report("score", ScoreBody.from_json(data, rates=ctx.rate_fields))

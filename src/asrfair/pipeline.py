@@ -61,7 +61,7 @@ from asrfair.runs import (
     score_predictions,
     write_outputs,
 )
-from asrfair.scoring import COUNT_COLUMNS, utterance_counts
+from asrfair.scoring import COUNT_COLUMNS, DURATION_COLUMN, utterance_counts
 from asrfair.split import Split, check_split, make_split, write_split
 from asrfair.subsets import Selector, select_subset
 from asrfair.text import Normalizer, for_checkpoint
@@ -378,6 +378,8 @@ def _record(row: dict[str, Any], hyp: str, columns: list[str]) -> dict[str, Any]
     counts = utterance_counts(row["sentence"], hyp)
     record: dict[str, Any] = {"speaker": row["speaker"], "ref": row["sentence"]}
     record.update({c: row[c] for c in columns})
+    if "seconds" in row:  # the clip's length, a covariate for metrics (scoring.DURATION_COLUMN)
+        record[DURATION_COLUMN] = round(float(row["seconds"]), 3)
     record.update(dict(zip(COUNT_COLUMNS, counts, strict=True)))
     return record
 

@@ -26,7 +26,7 @@ import pluggy
 from asrfair import __version__, hookspecs
 from asrfair.corpus import DatasetLoader
 from asrfair.errors import AsrfairError
-from asrfair.metrics import Metric
+from asrfair.metrics import Metric, split_metric_spec
 from asrfair.registry import Registry
 from asrfair.report import Exporter
 from asrfair.subsets import Selector, SubsetFactory, normalise_spec
@@ -116,9 +116,24 @@ class Plugins:
         return factory(arg)
 
     def chosen_metrics(self, names: Iterable[str]) -> dict[str, Metric]:
-        """The metrics named by ``--metrics``, in the order given; a typo fails before any work."""
+        """The metrics named by ``--metrics``, keyed by their text (``name:key=value``, options
+        included), in the order given; a typo, or one metric named twice with different options,
+        fails before any work."""
         table = self.metrics()
-        return {name: table.get(name, option="--metrics") for name in names}
+        chosen: dict[str, Metric] = {}
+        seen: dict[str, str] = {}
+        for spec in names:
+            name, _ = split_metric_spec(spec)
+            if seen.get(name) == spec.strip():
+                continue  # "wer,wer": the same metric, said twice
+            if name in seen:
+                raise AsrfairError(
+                    f"--metrics: metric {name!r} is named twice ({seen[name]}, {spec.strip()}); "
+                    "name it once, with all its options"
+                )
+            seen[name] = spec.strip()
+            chosen[spec.strip()] = table.get(name, option="--metrics")
+        return chosen
 
     def _collect(self, kind: str) -> Registry[Any]:
         """Run every implementation of one registration hook into a fresh table.

@@ -251,7 +251,34 @@ def score_tables(body: ScoreBody) -> list[TableView]:
     for grouping, gaps in body.gaps.items():
         if gaps:
             tables.append(_gap_table(grouping, gaps, body.gap_notes.get(grouping, [])))
-    return tables
+    return tables + metric_tables(body.tables)
+
+
+def metric_tables(tables: list[Json] | None, prefix: str = "") -> list[TableView]:
+    """The tables metrics added (``MetricContext.add_table``), laid out like the others, so
+    every exporter shows a plugin's results without knowing the plugin."""
+    return [
+        TableView(
+            prefix + str(t["title"]),
+            [str(c) for c in t["columns"]],
+            [[_table_cell(c) for c in row] for row in t["rows"]],
+            [str(n) for n in t.get("notes", [])],
+        )
+        for t in tables or []
+    ]
+
+
+def _table_cell(cell: Any) -> Cell:
+    """A metric table's JSON cell; an interval cell reads ``value [low, high]``."""
+    if not isinstance(cell, dict):
+        return cell if isinstance(cell, str | int | float) or cell is None else str(cell)
+    text = format_cell(cell.get("value"))
+    ci = cell.get("ci")
+    if ci:
+        low = "(-inf" if ci[0] is None else f"[{format_cell(ci[0])}"
+        high = "inf)" if ci[1] is None else f"{format_cell(ci[1])}]"
+        text += f" {low}, {high}"
+    return text
 
 
 GAP_ROWS_SHOWN = 20  # a table lists at most this many gaps; JSON and CSV keep them all
@@ -438,6 +465,8 @@ def study_tables(body: StudyBody) -> list[TableView]:
         notes: list[str] = []
         rows = [_study_row(run, grouping, names, notes) for run in runs]
         tables.append(TableView(f"Runs by {grouping}", header, rows, _numbered(notes)))
+    for run in runs:
+        tables += metric_tables(run.tables, prefix=f"{run.name}: ")
     rows = _comparison_rows(body)
     if rows:
         header = ["A", "B", "scope", "WER A", "WER B", "B - A (pts)", "P(B better)"]

@@ -358,13 +358,14 @@ class ScoreBody(Record):
     warnings: list[str]
     config: dict[str, Any]
     run: dict[str, Any] | None = None
+    # Metrics' own result tables (MetricContext.add_table): each a dict with title, metric,
+    # columns, rows and notes. None where no metric added one.
+    tables: list[Json] | None = None
 
     def named_json(self) -> Json:
-        """As any record's, without ``run`` where there is none (a score, not an audit)."""
-        out = super().named_json()
-        if self.run is None:
-            del out["run"]
-        return out
+        """As any record's, without ``run`` where there is none (a score, not an audit), and
+        without ``tables`` where no metric wrote one."""
+        return _without_none(super().named_json(), ("run", "tables"))
 
     @classmethod
     def from_json(cls, data: Json, rates: Collection[str] = ()) -> ScoreBody:
@@ -377,9 +378,18 @@ class ScoreBody(Record):
             data.get("gap_notes", {}),
             dropped=data.get("dropped", {}),
             run=data.get("run"),
+            tables=data.get("tables"),
             **_about(data),
             **rest,
         )
+
+
+def _without_none(out: Json, optional: tuple[str, ...]) -> Json:
+    """Optional fields left out while None, so older documents keep their exact keys."""
+    for name in optional:
+        if out.get(name) is None:
+            out.pop(name, None)
+    return out
 
 
 @dataclass
@@ -434,6 +444,10 @@ class StudyRun(Record):
     overall: RateEntry
     groups: dict[str, list[GroupEntry]]
     gaps: dict[str, list[Gap]]
+    tables: list[Json] | None = None  # the run's metric tables (ScoreBody.tables)
+
+    def named_json(self) -> Json:
+        return _without_none(super().named_json(), ("tables",))
 
     @classmethod
     def from_json(cls, data: Json) -> StudyRun:
@@ -447,6 +461,7 @@ class StudyRun(Record):
             RateEntry.from_json(data["overall"]),
             _groups_from_json(data["groups"]),
             _gaps_from_json(data.get("gaps", {})),
+            data.get("tables"),
             **rest,
         )
 

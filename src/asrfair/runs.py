@@ -29,7 +29,7 @@ from asrfair.hparams import SETTINGS as TRAIN_SETTINGS
 from asrfair.metrics import bad_value
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report, report_tables
-from asrfair.scoring import COUNT_COLUMNS, ScoreTable
+from asrfair.scoring import COUNT_COLUMNS, DURATION_COLUMN, ScoreTable
 
 
 @contextmanager
@@ -258,7 +258,8 @@ def score_predictions(
                 "unreadable is skipped)"
             )
             records = records.loc[~outside]
-    frame = records[columns].sort_values("id").reset_index(drop=True)
+    extra = [DURATION_COLUMN] if DURATION_COLUMN in records.columns else []  # older runs lack it
+    frame = records[columns + extra].sort_values("id").reset_index(drop=True)
     return ScoreTable(frame, tuple(groups), tuple(notes))
 
 

@@ -21,6 +21,9 @@ WORD_COUNTS = ("w_sub", "w_del", "w_ins", "w_n")
 CHAR_COUNTS = ("c_sub", "c_del", "c_ins", "c_n")
 COUNT_COLUMNS = WORD_COUNTS + CHAR_COUNTS
 RESERVED = ("id", "speaker", "ref", "hyp", *COUNT_COLUMNS)
+# An audit's predictions carry each clip's length in seconds under this name, for metrics that
+# take it as a covariate; transcripts given to `score` may have a column of that name too.
+DURATION_COLUMN = "duration"
 
 
 def edit_counts(ref: Sequence[str] | str, hyp: Sequence[str] | str) -> tuple[int, int, int, int]:

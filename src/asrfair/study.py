@@ -22,6 +22,7 @@ from asrfair.errors import AsrfairError
 from asrfair.files import read_toml
 from asrfair.groups import parse_groupings
 from asrfair.hparams import TrainConfig
+from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report
@@ -47,6 +48,7 @@ STUDY_KEYS = {
     "device": str,
     "batch_seconds": float,
     "columns": str,
+    "metrics": list,
 }
 TOP_KEYS = ("study", "statistics", "hparams")
 
@@ -62,6 +64,7 @@ class Study:
     device: str = "auto"
     batch_seconds: float | None = None  # None: the device's default (infer.default_batch_seconds)
     source: dict[str, Any] = field(default_factory=dict)
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # with their options (regression:reference=x)
 
     def run_names(self) -> list[tuple[str, str, str]]:
         """(run folder name, subset, hyper-parameter set) for every combination, in order."""
@@ -116,6 +119,8 @@ def load_study(path: Path, plugins: Plugins) -> Study:
     subsets = [str(s) for s in study.pop("subsets", ["all"])]
     for subset in subsets:
         plugins.selector(subset, option=f"{path} [study] subsets")
+    metrics = tuple(str(m).strip() for m in study.pop("metrics", DEFAULT_METRICS))
+    plugins.chosen_metrics(metrics)  # a typo fails here, before any run
     compare = [tuple(pair) for pair in study.pop("compare", [])]
     for pair in compare:
         if len(pair) != 2 or any(p not in subsets for p in pair):
@@ -137,6 +142,7 @@ def load_study(path: Path, plugins: Plugins) -> Study:
         device=study.get("device", "auto"),
         batch_seconds=study.get("batch_seconds"),
         source=raw,
+        metrics=metrics,
     )
 
 
@@ -169,13 +175,14 @@ def run_one(
 
     name, subset, hp = run
     run_dir, options = out / "runs" / name, _run_options(study, subset, hp)
-    if not _finished(run_dir, options, study.stats):
+    if not _finished(run_dir, options, study.stats, study.metrics):
         settings = RunSettings(
             out=run_dir,
             resume=run_dir.exists(),
             device=study.device,
             batch_seconds=study.batch_seconds,
             stats=study.stats,
+            metrics=study.metrics,
             progress=progress,
             plugins=plugins,
         )
@@ -194,7 +201,9 @@ def _require_finished(study: Study, out: Path) -> None:
     unfinished = [
         name
         for name, subset, hp in study.run_names()
-        if not _finished(out / "runs" / name, _run_options(study, subset, hp), study.stats)
+        if not _finished(
+            out / "runs" / name, _run_options(study, subset, hp), study.stats, study.metrics
+        )
     ]
     if unfinished:
         total = len(study.run_names())
@@ -243,17 +252,21 @@ def plan(study: Study, file: Path, out: Path | None) -> list[dict[str, Any]]:
     ]
 
 
-def _finished(run_dir: Path, options: Any, stats: StatsConfig) -> bool:
-    """A run is reused when its metrics exist and were made with the study's options and
-    statistics; with other statistics it is resumed, which scores its stored predictions
-    again (no training, no inference) instead of reporting numbers of another method."""
+def _finished(
+    run_dir: Path, options: Any, stats: StatsConfig, metrics: tuple[str, ...] = DEFAULT_METRICS
+) -> bool:
+    """A run is reused when its metrics exist and were made with the study's options,
+    statistics and metrics; with other statistics or metrics it is resumed, which scores its
+    stored predictions again (no training, no inference) instead of reporting numbers of
+    another method."""
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
         return False
     stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     defaults = options.default_identity()
     same_options = stored_options(stored, defaults) == json.loads(json.dumps(options.identity()))
     same_stats = stored.get("settings", {}).get("stats") == json.loads(json.dumps(asdict(stats)))
-    return bool(same_options and same_stats)
+    same_metrics = stored.get("settings", {}).get("metrics", list(DEFAULT_METRICS)) == list(metrics)
+    return bool(same_options and same_stats and same_metrics)
 
 
 def _same_test_set(out: Path, names: list[str]) -> None:
@@ -319,6 +332,7 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
         "overall": metrics["overall"],
         "groups": metrics["groups"],
         "gaps": metrics["gaps"],
+        **({"tables": metrics["tables"]} if "tables" in metrics else {}),
     }
 
 

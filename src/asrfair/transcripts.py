@@ -358,6 +358,12 @@ def select_columns(
                     "rename it in the file"
                 )
             out[part] = frame[part].astype("string").fillna("").astype(str)
+    # The input's other columns ride along untouched, for metrics that read them (a covariate
+    # such as duration); asrfair's own statistics never do.
+    used = {columns.id, columns.ref, columns.hyp, columns.speaker, *out.columns}
+    for name in frame.columns:
+        if isinstance(name, str) and name not in used:
+            out[name] = frame[name]
     result = out.reset_index(drop=True)
     result.attrs = dict(out.attrs)
     return result

@@ -247,13 +247,27 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
                     value = g.get(key)
                     add(f"{prefix}gap:{grouping}", label, f"{g['metric']}.{key}", value, ci)
 
+    def add_tables(prefix: str, tables: list[dict[str, Any]]) -> None:
+        """A metric's table: one row per cell, scoped by the table's title; the first column
+        names the row."""
+        for table in tables:
+            scope = f"{prefix}table:{table['title']}"
+            for row in table["rows"]:
+                for column, cell in zip(table["columns"][1:], row[1:], strict=True):
+                    if isinstance(cell, dict):
+                        add(scope, str(row[0]), column, cell["value"], cell["ci"])
+                    else:
+                        add(scope, str(row[0]), column, cell)
+
     if report.kind == "study":  # each run, then each comparison, scoped by name
         for run in data["runs"]:
             add_result(f"{run['name']}:", run)
+            add_tables(f"{run['name']}:", run.get("tables", []))
         for cmp in data["comparisons"]:
             add_result(f"{cmp['b']} - {cmp['a']}:", cmp)
         return rows
     add_result("", data)
+    add_tables("", data.get("tables", []))
     return rows
 
 
