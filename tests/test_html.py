@@ -138,8 +138,8 @@ def test_the_page_leads_with_the_largest_gap_and_the_small_groups(tmp_path: Path
     page, data = score_page(path, tmp_path / "r.html", "--groups", "gender")
     summary = page[page.index('id="summary"') : page.index("</section>")]
     (gap,) = [g for g in data["gaps"]["gender"] if g["metric"] == "wer"]
-    diff = RateCell.from_json(gap["diff"], gap["diff_ci"]).percent()
-    assert f"{gap['a']} − {gap['b']} by gender: {diff} points" in summary
+    value, interval = RateCell.from_json(gap["diff"], gap["diff_ci"]).percent().split(" ", 1)
+    assert f"by gender, {gap['a']} − {gap['b']} = {value} points {interval}" in summary
     assert f"p = {gap['p_value']:.3f}" in summary
     # 6 speakers a group, fewer than --min-speakers 10: both are flagged, with their counts.
     assert "Groups with fewer than 10 speakers" in summary
@@ -194,10 +194,19 @@ def test_a_compare_page(tmp_path: Path) -> None:
     page = runner.invoke(app, [*args, "--format", "html"]).stdout
     data = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
     wer = data["overall"]["wer"]
-    diff = RateCell.from_json(wer["diff"], wer["diff_ci"]).percent()
-    assert f"WER, B − A</dt>\n<dd>{diff} points, P(B better) = " in page
+    value, interval = RateCell.from_json(wer["diff"], wer["diff_ci"]).percent().split(" ", 1)
+    assert f"WER, B − A</dt>\n<dd>{value} points {interval}, P(B better) = " in page
     assert "Largest per-group WER change, B − A" in page
     assert "<svg" not in page  # compare draws no figure, for the page as for --plot
+
+
+def test_a_dataset_page(tmp_path: Path) -> None:
+    """``data inspect --format html``: the sizes, with no summary of rates and no figure."""
+    result = runner.invoke(app, ["data", "inspect", "demo", "--groups", "gender", "-f", "html"])
+    assert result.exit_code == 0, result.output
+    titles = [title for title, _ in parse(result.stdout).tables]
+    assert titles[:2] == ["Splits", "By gender"]
+    assert 'id="summary"' not in result.stdout and "<svg" not in result.stdout
 
 
 def test_the_study_page_from_the_committed_study() -> None:
@@ -209,7 +218,10 @@ def test_the_study_page_from_the_committed_study() -> None:
     page = result.stdout
     titles = [title for title, _ in parse(page).tables]
     assert {"Runs by gender", "Paired comparisons (same test set)"} <= set(titles)
-    assert "Largest WER gap of any run" in page and "male--lr-3e-4: female − male" in page
+    assert (
+        "Largest WER gap of any run" in page
+        and "male--lr-3e-4: by gender, female − male = 29.5 points" in page
+    )
     assert page.count("<svg") == 1 and "Gap by gender, per run" in page
 
     def no_figure(text: str) -> str:

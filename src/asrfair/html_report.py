@@ -41,6 +41,7 @@ from asrfair.report_model import (
     Gap,
     Json,
     PairedEntry,
+    RateCell,
     RateEntry,
     ScoreBody,
     StudyBody,
@@ -121,8 +122,13 @@ def figures(report: Report) -> list[Figure]:
         svg = groups_svg(data)
         caption = (
             f"Rates per group with {interval_phrase(report.method)}. The dashed line is the "
-            "overall rate; open squares mark groups with too few speakers."
+            "overall rate."
         )
+        entries = [e for es in data["groups"].values() for e in es]
+        if any(small_group(e, report.method) for e in entries):
+            caption += (
+                " Open squares: groups with too few speakers, whose intervals are unreliable."
+            )
     elif report.kind == "study":
         svg = gap_forest_svg(data)
         caption = (
@@ -148,16 +154,22 @@ def summary(report: Report) -> list[Fact]:
     return []
 
 
+def with_unit(cell: RateCell, unit: str) -> str:
+    """``51.6% [44.2, 63.2]``: the unit on the value, where the tables' ``51.6 [44.2, 63.2]``
+    leave it to the column's name."""
+    value, _, interval = cell.percent().partition(" ")
+    return f"{value}{unit} {interval}".rstrip() if cell.value is not None else value
+
+
 def _overall_fact(overall: RateEntry) -> Fact:
     speakers = "" if overall.n_speakers is None else f" from {overall.n_speakers:,} speakers"
     rates = ", ".join(
-        f"{name.upper()} {cell.percent()}%"
+        f"{name.upper()} {with_unit(cell, '%')}"
         for name, cell in overall.rates.items()
         if name in ("wer", "cer")
     )
-    return Fact(
-        "Overall", f"{rates or 'no rates'} over {overall.n_utterances:,} utterances{speakers}"
-    )
+    text = f"{rates or 'no rates'} over {overall.n_utterances:,} utterances{speakers}"
+    return Fact("Overall", text)
 
 
 def _largest(gaps_by_grouping: dict[str, list[Gap]]) -> tuple[str, Gap] | None:
@@ -171,8 +183,8 @@ def _largest(gaps_by_grouping: dict[str, list[Gap]]) -> tuple[str, Gap] | None:
 
 
 def _gap_text(grouping: str, gap: Gap, method: Json) -> str:
-    text = f"{gap.a} − {gap.b} by {grouping}: {gap.diff.percent()} points"
-    text += f", ratio {ratio_text(gap.ratio)}"
+    text = f"by {grouping}, {gap.a} − {gap.b} = {with_unit(gap.diff, ' points')}"
+    text += f" (ratio {ratio_text(gap.ratio)})"
     if gap.p_value is not None:
         text += f"; p = {format_cell(gap.p_value)}"
     if gap.adjusted is not None:
@@ -208,7 +220,7 @@ def _small_fact(groups: dict[str, list[Json]], method: Json) -> Fact:
 
 
 def _paired_text(paired: PairedEntry) -> str:
-    text = f"{paired.diff.percent()} points"
+    text = with_unit(paired.diff, " points")
     if paired.p_b_better is not None:
         text += f", P(B better) = {format_cell(paired.p_b_better)}"
     return text
