@@ -82,6 +82,7 @@ def test_audit_writes_the_whole_run_directory(
         "report.md",
         "report.tex",
         "report.csv",
+        "report.html",
     ):
         assert (out / name).is_file(), name
     assert not list((out / "checkpoints").glob("checkpoint-*"))  # finished: only model/ stays

@@ -262,7 +262,7 @@ def test_normalizer_option(tmp_path: Path) -> None:
             [{"id": 1, "ref": "a", "hyp": "a"}],
             ".csv",
             ["--format", "docx"],
-            "--format: unknown exporter 'docx'; known: csv, json, latex, md, rich",
+            "--format: unknown exporter 'docx'; known: csv, html, json, latex, md, rich",
         ),
     ],
 )

@@ -23,7 +23,7 @@ RANKS: dict[str, int] = {
     **dict.fromkeys(["transcripts", "corpus", "audio", "store", "split", "subsets", "metadata"], 2),
     **dict.fromkeys(["kaldi", "sclite", "inputs", "hfdata"], 2),  # input formats
     **dict.fromkeys(["scoring", "metrics"], 3),
-    **dict.fromkeys(["runs", "plots"], 4),  # the run folder on disk: no torch
+    **dict.fromkeys(["runs", "plots", "html_report"], 4),  # the run folder on disk: no torch
     **dict.fromkeys(["models", "train", "infer", "trainer_metrics", "ranks"], 5),
     **dict.fromkeys(["hookspecs", "plugins", "plugin", "default_plugins"], 6),
     **dict.fromkeys(["audit_options", "pipeline", "comparison", "study", "api", "hf"], 7),
@@ -32,7 +32,8 @@ RANKS: dict[str, int] = {
 }
 # Modules that read a finished run or score transcripts: they must load without torch.
 TORCH_FREE = [
-    *("api", "comparison", "runs", "report", "plots", "scoring", "metrics", "plugins"),
+    *("api", "comparison", "runs", "report", "plots", "html_report", "scoring", "metrics"),
+    "plugins",
     *("inputs", "kaldi", "sclite", "hfdata"),
 ]
 MODEL_STAGES = {"models", "train", "infer", "pipeline"}

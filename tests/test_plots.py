@@ -92,8 +92,46 @@ def test_rates_are_points_with_interval_arms_not_bars() -> None:
     try:
         for ax in fig.axes:
             assert not ax.patches  # a bar chart draws one Rectangle patch per group
-            (points,) = [line for line in ax.lines if line.get_marker() == "o"]
-            assert len(points.get_xdata()) == 2
+            points = [line for line in ax.lines if line.get_marker() in ("o", "s")]
+            assert sum(len(line.get_xdata()) for line in points) == 2
             assert ax.collections  # the interval arms (errorbar's LineCollection)
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("min_speakers", "marker", "colour"), [(3, "o", "#0072B2"), (10, "s", "#D55E00")]
+)
+def test_groups_with_too_few_speakers_are_drawn_apart(
+    min_speakers: int, marker: str, colour: str
+) -> None:
+    """6 speakers a group: flagged under --min-speakers 10 (open vermillion squares, named in
+    the legend), not under 3 (blue circles): a shape and a colour, so greyscale keeps it."""
+    data = asrfair.score(
+        pd.DataFrame(gender_rows()),
+        groups="gender",
+        speaker="speaker",
+        bootstrap=200,
+        min_speakers=min_speakers,
+    ).report.data
+    fig = plots._groups_figure(data, ("wer",))
+    try:
+        (ax,) = fig.axes
+        (points,) = [line for line in ax.lines if line.get_marker() in ("o", "s")]
+        assert (points.get_marker(), points.get_color()) == (marker, colour)
+        assert len(points.get_xdata()) == 2
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert ("fewer than 10 speakers" in legend) == (marker == "s")
+    finally:
+        plt.close(fig)
+
+
+def test_a_label_with_dollars_is_drawn_as_written(tmp_path: Path) -> None:
+    """Group labels are data: "$x$" must not be read as TeX maths (nor break the figure)."""
+    rows = gender_rows()
+    for row in rows:
+        row["gender"] = "$\\frac{a}" if row["gender"] == "male_masculine" else "b$c$"
+    data = asrfair.score(pd.DataFrame(rows), groups="gender", speaker="speaker", bootstrap=0)
+    svg = data.plot(tmp_path / "g.svg").read_text(encoding="utf-8")
+    # Drawn text, not the comment matplotlib writes with each label.
+    assert ">$\\frac{a}</text>" in svg and ">b$c$</text>" in svg

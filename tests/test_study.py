@@ -137,7 +137,9 @@ def test_other_statistics_rescore_finished_runs_without_training(
     assert run["overall"]["wer"] == stored["overall"]["wer"]
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("md", "study.md"), ("latex", "study.tex")])
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("md", "study.md"), ("latex", "study.tex"), ("html", "report.html")]
+)
 def test_report_reproduces_the_study_tables_byte_for_byte(
     finished: Path, fmt: str, name: str
 ) -> None:
@@ -157,6 +159,8 @@ def test_report_of_one_run_and_its_plot(finished: Path, tmp_path: Path) -> None:
     run = finished / "runs" / "female--fast"
     result = runner.invoke(app, ["report", str(run), "--format", "md"])
     assert result.stdout == (run / "report.md").read_text()
+    page = runner.invoke(app, ["report", str(run), "--format", "html"]).stdout
+    assert page == (run / "report.html").read_text(encoding="utf-8")
     png = runner.invoke(app, ["report", str(run), "--format", "png"])
     assert png.exit_code == 0 and str(run / "group_wer.png") in png.stdout
     figures = tmp_path / "figures"  # --out names a folder for the figures

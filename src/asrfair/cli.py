@@ -182,7 +182,13 @@ StmLabelsOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Exporter: rich, json, csv, md, latex or a plugin's.")
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Exporter: rich, json, csv, md, latex, html or a plugin's (--out FILE.html alone "
+        "gives html).",
+    ),
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this file.")]
 
@@ -220,8 +226,17 @@ def print_uncut(renderable: Any) -> None:
     console.print(renderable)
 
 
+def page_format(fmt: str, out: Path | None) -> str:
+    """``--out report.html`` without ``--format`` asks for the HTML page: terminal text in a
+    file named .html would show as one unformatted paragraph in a browser."""
+    if fmt == "rich" and out is not None and out.suffix.lower() in (".html", ".htm"):
+        return "html"
+    return fmt
+
+
 def emit(report: Report, fmt: str, out: Path | None) -> None:
     """Render with the named exporter to stdout, or to ``out`` (plain text)."""
+    fmt = page_format(fmt, out)
     exporter = active().exporters().get(fmt, option="--format")
     rendered = exporter(report)
     if not isinstance(rendered, str) and not is_renderable(rendered):
@@ -262,9 +277,10 @@ def emit_several(reports: list[Report], names: list[str], fmt: str, out: Path | 
         return
     if fmt == "json":
         print(json.dumps([r.data for r in reports], indent=2, ensure_ascii=False))
-    elif fmt == "csv":
+    elif fmt in ("csv", "html"):
+        what = {"csv": "CSV table", "html": "HTML page"}[fmt]
         raise AsrfairError(
-            "compare of more than two runs gives one CSV table per pair; pass --out FILE.csv "
+            f"compare of more than two runs gives one {what} per pair; pass --out FILE.{fmt} "
             "to write each to its own file"
         )
     else:
@@ -459,7 +475,10 @@ def report_command(
     path: Annotated[Path, typer.Argument(help="A run folder or a study folder.")],
     *,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="rich, md, latex, csv, json, or png (plots).")
+        str,
+        typer.Option(
+            "--format", "-f", help="rich, md, latex, csv, json, html (one page), or png (plots)."
+        ),
     ] = "rich",
     bold_best: Annotated[
         bool, typer.Option("--bold-best", help="Bold the lowest rate of each column.")

@@ -9,6 +9,7 @@ agree with each other and with the JSON.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,27 @@ class TableView:
                 self.bold |= {(i, col) for v, i in values if v == best}
 
 
+def _visible_columns(table: TableView) -> list[int]:
+    """Drop columns that are empty in every row (e.g. notes when there are none)."""
+    return [
+        i
+        for i in range(len(table.columns))
+        if any(format_cell(row[i]) for row in table.rows) or i == 0
+    ]
+
+
+def table_cells(table: TableView) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """Header and (text, emphasised) cells of the visible columns: what every text exporter
+    prints, so their numbers agree cell for cell."""
+    keep = _visible_columns(table)
+    header = [table.columns[i] for i in keep]
+    rows = [
+        [(format_cell(row[i]), (r, i) in table.bold) for i in keep]
+        for r, row in enumerate(table.rows)
+    ]
+    return header, rows
+
+
 def format_cell(cell: Cell) -> str:
     if isinstance(cell, RateCell):
         return cell.percent()
@@ -126,6 +148,18 @@ def speakers_method(unknown: bool) -> dict[str, str]:
     """The ``method`` field that flags a report whose speakers are unknown (absent otherwise,
     so reports with speakers keep the JSON they always had)."""
     return {"speakers": "unknown"} if unknown else {}
+
+
+_SMALL_WARNING = re.compile(r"only \d+ speaker\(s\)")
+
+
+def small_group(entry: Mapping[str, Any], method: Mapping[str, Any]) -> bool:
+    """Whether a group (its JSON entry) has fewer speakers than ``--min-speakers``, the groups
+    every table flags; a file without the threshold is read by the warning it carries."""
+    threshold, speakers = method.get("min_speakers"), entry.get("n_speakers")
+    if isinstance(threshold, int) and isinstance(speakers, int):
+        return speakers < threshold
+    return any(_SMALL_WARNING.search(w) for w in entry.get("warnings", []))
 
 
 def headline(report: Report) -> list[str]:
@@ -303,7 +337,7 @@ def _gap_table(grouping: str, gaps: list[Gap], extra: list[str]) -> TableView:
             g.label,
             g.metric.upper(),
             g.diff,
-            _ratio_text(g.ratio),
+            ratio_text(g.ratio),
             g.p_value,
             g.adjusted,
             _footnote_marks(g.warnings, notes),
@@ -320,7 +354,7 @@ def _gap_table(grouping: str, gaps: list[Gap], extra: list[str]) -> TableView:
     return TableView(f"Gaps by {grouping}", columns, rows, notes)
 
 
-def _ratio_text(ratio: RateCell) -> str:
+def ratio_text(ratio: RateCell) -> str:
     if ratio.value is None:
         return "n/a"
     text = f"{ratio.value:.2f}"
@@ -412,7 +446,7 @@ def audit_tables(body: ScoreBody) -> list[TableView]:
     return head + score_tables(body)
 
 
-def _largest_wer_gap(gaps: list[Gap]) -> Gap | None:
+def largest_wer_gap(gaps: list[Gap]) -> Gap | None:
     """The largest WER gap of a grouping: its worst - best row, else its largest difference."""
     wer = [g for g in gaps if g.metric == "wer" and g.diff.value is not None]
     largest = [g for g in wer if g.kind == "largest"]
@@ -423,7 +457,7 @@ def _study_row(run: StudyRun, grouping: str, names: list[str], notes: list[str])
     """One run of a study: training sizes, overall and per-group WER, its largest WER gap."""
     sizes = {r["group"]: r["n_utterances"] for r in run.subset_size.get(grouping, [])}
     by_group = {e.group: e for e in run.groups[grouping]}
-    gap = _largest_wer_gap(run.gaps.get(grouping, []))
+    gap = largest_wer_gap(run.gaps.get(grouping, []))
     warnings = [w for e in run.groups[grouping] for w in e.warnings]
     return [
         run.subset,

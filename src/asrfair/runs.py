@@ -396,9 +396,13 @@ def _require(data: Any, keys: tuple[str, ...], path: Path, fix: str) -> None:
         raise AsrfairError(f"{path}: not an asrfair report (no {', '.join(missing)}); {fix}")
 
 
+# The exporters whose text a run folder keeps, as report.SUFFIX (report.html: the page).
+REPORT_FILES = (("md", "md"), ("latex", "tex"), ("csv", "csv"), ("html", "html"))
+
+
 def write_outputs(report: Report, out: Path, exporters: Registry[Exporter]) -> None:
     files.write_json(out / "metrics.json", report.data)
-    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+    for name, suffix in REPORT_FILES:
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):
             files.write_text(out / f"report.{suffix}", rendered)

@@ -26,7 +26,7 @@ from asrfair.metrics import DEFAULT_METRICS
 from asrfair.plugins import Plugins
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report
-from asrfair.runs import run_lock, stored_options
+from asrfair.runs import REPORT_FILES, run_lock, stored_options
 from asrfair.stats import StatsConfig, stats_config
 
 STUDY_KEYS = {
@@ -337,15 +337,18 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_study_outputs(report: Report, folder: Path, exporters: Registry[Exporter]) -> list[Path]:
-    """study.json (the data), study.md/.tex/.csv and the plots; runs get their own plots."""
+    """study.json (the data), study.md/.tex/.csv, the page report.html, and the plots; runs get
+    their own plots."""
     folder.mkdir(parents=True, exist_ok=True)
     files.write_json(folder / "study.json", report.data)
     written = [folder / "study.json"]
-    for name, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+    for name, suffix in REPORT_FILES:
+        # The page is report.html in a study folder as in a run folder: the file to open.
+        target = folder / f"{'report' if name == 'html' else 'study'}.{suffix}"
         rendered = exporters.get(name)(report)
         if isinstance(rendered, str):
-            files.write_text(folder / f"study.{suffix}", rendered)
-            written.append(folder / f"study.{suffix}")
+            files.write_text(target, rendered)
+            written.append(target)
     return written + write_plots(report, folder)
 
 

@@ -1,4 +1,5 @@
-"""Built-in report writers: terminal (rich), JSON, CSV, Markdown and LaTeX (booktabs)."""
+"""Built-in report writers: terminal (rich), JSON, CSV, Markdown, LaTeX (booktabs) and a
+self-contained HTML page (asrfair.html_report)."""
 
 from __future__ import annotations
 
@@ -15,38 +16,18 @@ from rich.table import Table
 from rich.text import Text
 
 from asrfair import __version__, hookimpl
+from asrfair.html_report import to_html
 from asrfair.registry import Register
 from asrfair.report import (
     Exporter,
     Report,
-    TableView,
-    format_cell,
     gap_label,
     headline,
     method_sentence,
     report_tables,
     report_title,
+    table_cells,
 )
-
-
-def _visible_columns(table: TableView) -> list[int]:
-    """Drop columns that are empty in every row (e.g. notes when there are none)."""
-    return [
-        i
-        for i in range(len(table.columns))
-        if any(format_cell(row[i]) for row in table.rows) or i == 0
-    ]
-
-
-def _cells(table: TableView) -> tuple[list[str], list[list[tuple[str, bool]]]]:
-    """Header and (text, emphasised) cells of the visible columns."""
-    keep = _visible_columns(table)
-    header = [table.columns[i] for i in keep]
-    rows = [
-        [(format_cell(row[i]), (r, i) in table.bold) for i in keep]
-        for r, row in enumerate(table.rows)
-    ]
-    return header, rows
 
 
 def _texts(
@@ -74,7 +55,7 @@ def to_rich(report: Report) -> RenderableType:
     parts: list[RenderableType] = [_rich_text(report_title(report), style="bold")]
     parts.extend(_rich_text(line, style="bold red") for line in headline(report))
     for view in report_tables(report):
-        header, rows = _cells(view)
+        header, rows = table_cells(view)
         title = _rich_text(view.title, style="table.title")
         table = Table(title=title, title_justify="left", header_style="bold")
         for i, name in enumerate(header):
@@ -98,7 +79,7 @@ def to_markdown(report: Report) -> str:
     out = [f"# {markdown_escape(report_title(report))}", ""]
     out += [line for text in headline(report) for line in (f"> **{markdown_escape(text)}**", "")]
     for view in report_tables(report):
-        header, cells = _cells(view)
+        header, cells = table_cells(view)
         rows = _texts(cells, markdown_escape, "**{}**")
         out += [
             f"## {markdown_escape(view.title)}",
@@ -166,7 +147,7 @@ def to_latex(report: Report) -> str:
     out += [f"% {latex_escape(text)}" for text in headline(report)]
     out.append("% needs \\usepackage{booktabs}")
     for view in report_tables(report):
-        header, cells = _cells(view)
+        header, cells = table_cells(view)
         rows = _texts(cells, latex_escape, "\\textbf{{{}}}")
         header = [latex_escape(h) for h in header]
         align = "".join("l" if i == 0 or h == "value" else "r" for i, h in enumerate(header))
@@ -307,3 +288,4 @@ def register_exporters(register: Register[Exporter]) -> None:
     register("csv", to_csv, help="long format: scope, group, field, value, ci_low, ci_high")
     register("md", to_markdown, help="Markdown tables with the method under them")
     register("latex", to_latex, help="booktabs tables whose captions state the method")
+    register("html", to_html, help="one self-contained page: summary, plot, tables, method")
