@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,18 @@ def test_no_train_audits_the_checkpoint_as_it_is(
     data = audit(tiny_cv, tiny_model, tmp_path / "run", "--no-train")
     assert not (tmp_path / "run" / "model").exists()
     assert data["run"]["no_train"] is True  # type: ignore[index]
+
+
+def test_the_bundled_checkpoint_is_reported_by_name_not_by_local_path(
+    tiny_cv: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A report is shared (report.html): the demo checkpoint must not name this machine's path."""
+    bundled = tmp_path / "site" / "asrfair" / "demo" / "model"
+    shutil.copytree(tiny_model, bundled)
+    data = audit(tiny_cv, bundled, tmp_path / "run", "--no-train")
+    assert data["run"]["model"] == "asrfair:demo-model"  # type: ignore[index]
+    assert data["config"]["model"] == "asrfair:demo-model"  # type: ignore[index]
+    assert str(tmp_path) not in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
 
 
 def test_interrupted_inference_resumes_without_redoing_utterances(

@@ -56,6 +56,7 @@ from asrfair.runs import (
     check_run_dir,
     finished_ids,
     merge_shards,
+    portable_model,
     rank_files,
     run_lock,
     score_predictions,
@@ -462,7 +463,7 @@ def _report(
         table,
         settings.stats,
         data.metrics,
-        config={"dataset": options.dataset, "model": options.resolved_model()},
+        config={"dataset": options.dataset, "model": portable_model(options.resolved_model())},
     )
     body = report.body
     if not isinstance(body, ScoreBody):  # run_metrics makes nothing else
@@ -474,8 +475,8 @@ def _report(
         body.warnings.append(
             f"{n} test character(s) missing from the model's vocabulary were read as [UNK]: {chars}"
         )
-    body.run = {
-        "model": options.resolved_model(),
+    body.run = {  # the bundled checkpoint by name: a shared report names no local path
+        "model": portable_model(options.resolved_model()),
         "model_kind": kind,
         "trained_model": None if options.no_train else str(settings.out / "model"),
         "dataset": options.dataset,
