@@ -220,11 +220,14 @@ def test_a_fit_that_does_not_converge_is_a_warning_not_a_traceback(
         ("regression:cov=hc3", "regression:cov=hc3: use one of bias-reduced, robust"),
         ("regression:covarites=n_words", "has no option 'covarites'; its options: cov, covariates"),
         ("regression:n_words", "'n_words' is not an option; write regression:KEY=VALUE"),
+        ("regression:covariates=w_ins", "w_ins is asrfair's own score column (the outcome"),
+        ("regression:covariates=n_words+n_words", "n_words named twice; name each once"),
+        ("regression:covariates=huge", "its values are too large to standardise"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, metric: str, message: str) -> None:
     path = tmp_path / "t.csv"
-    _rows().to_csv(path, index=False)
+    _rows().assign(huge=lambda f: np.resize([1e308, -1e308], len(f))).to_csv(path, index=False)
     result = run_cli(["score", str(path), "--groups", "gender", "--metrics", metric], PLUGINS)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -277,3 +280,21 @@ def test_errors_without_variation_are_a_warning_not_a_nan() -> None:
         w.startswith("regression by gender: no model: the Poisson GEE gave a zero variance")
         for w in data["warnings"]
     ), data["warnings"]
+
+
+def test_a_fit_that_depends_on_the_working_correlation_says_so() -> None:
+    """One speaker of the bundled example transcripts inserts ten words in every utterance:
+    the exchangeable GEE weighs her down (0.974 against a raw 1.403, found by a review); the
+    independence fit disagrees, and the table must say that the answer depends on it."""
+    from importlib.resources import files
+
+    frame = pd.read_csv(str(files("asrfair") / "examples" / "transcripts.csv"))
+    calm = _score(frame, "regression")["tables"][0]
+    assert not any("working correlation gives" in n for n in calm["notes"]), calm["notes"]
+    frame.loc[frame["speaker"] == "spk03", "hyp"] += " x" * 10
+    (table,) = _score(frame, "regression")["tables"]
+    assert any(
+        "female_feminine: the same model with an independence working correlation gives a "
+        "ratio of 1.403 against 0.974" in n
+        for n in table["notes"]
+    ), table["notes"]

@@ -38,7 +38,11 @@ from asrfair_regression.model import (
 
 MODELS = ("gee", "glmm")
 DURATION_COLUMNS = ("duration", "seconds")
+# asrfair's own columns of the score table: the outcome (error counts) and the texts. Adjusting
+# for the outcome would explain the group effect away, so none of them is a covariate.
+SCORE_COLUMNS = ("ref", "hyp", "w_sub", "w_del", "w_ins", "w_n", "c_sub", "c_del", "c_ins", "c_n")
 FEW_SPEAKERS = 20  # the smallest fit whose coverage simulate.py measured (10 per group)
+WORKING_GAP = 1.2  # exchangeable and independence GEE ratios further apart than this: warn
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,13 @@ def read_options(ctx: MetricContext) -> Options:
         raise AsrfairError(f"--metrics regression:model={model}: use one of {', '.join(MODELS)}")
     if cov not in COV_TYPES:
         raise AsrfairError(f"--metrics regression:cov={cov}: use one of {', '.join(COV_TYPES)}")
-    return Options(ctx.option_list("covariates"), ctx.option("reference"), model, cov)
+    covariates = ctx.option_list("covariates")
+    twice = sorted({c for c in covariates if covariates.count(c) > 1})
+    if twice:
+        raise AsrfairError(
+            f"--metrics regression:covariates: {', '.join(twice)} named twice; name each once"
+        )
+    return Options(covariates, ctx.option("reference"), model, cov)
 
 
 def covariate(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -74,8 +84,15 @@ def covariate(frame: pd.DataFrame, name: str) -> np.ndarray:
                 "seconds column; add one (seconds per utterance) or drop the covariate"
             )
         column = found[0]
+    elif name in SCORE_COLUMNS:
+        raise AsrfairError(
+            f"--metrics regression:covariates={name}: {name} is asrfair's own score column "
+            "(the outcome or the text), not a covariate; adjusting for it would explain the "
+            "group effect away. Use n_words, duration or a column of your input"
+        )
     elif name not in frame.columns:
-        known = ", ".join(["n_words", "duration", *map(str, frame.columns)])
+        inputs = [str(c) for c in frame.columns if c not in SCORE_COLUMNS]
+        known = ", ".join(["n_words", "duration", *inputs])
         raise AsrfairError(
             f"--metrics regression:covariates={name}: no such column; known: {known}"
         )
@@ -111,7 +128,13 @@ def grouping_data(ctx: MetricContext, grouping: str, names: list[str]) -> Data:
     centred = {}
     for name, x in values.items():
         x = x[keep]
-        sd = float(x.std())
+        with np.errstate(all="ignore"):
+            sd = float(x.std())
+        if not np.isfinite(sd):
+            raise AsrfairError(
+                f"--metrics regression:covariates={name}: its values are too large to "
+                "standardise (their spread overflows); rescale the column"
+            )
         centred[name] = (x - x.mean()) / sd if sd > 0 else x - x.mean()
     return Data(
         labels=np.array([str(v) for v in ctx.labels(grouping).to_numpy()[keep]]),
@@ -202,6 +225,27 @@ def _cell(value: float, low: float, high: float) -> dict[str, Any]:
     return {"value": value, "ci": [low, high]}
 
 
+def working_correlation_check(
+    result: Fit, group: str, value: float, low: float, high: float
+) -> list[str]:
+    """A warning when the same GEE with an independence working correlation gives the group a
+    ratio outside the exchangeable fit's interval, or more than a fifth away from its estimate.
+    When the model holds both estimate the same ratio; far apart, the answer depends on how
+    speakers are weighted (one speaker unlike the rest of its group, say), and no single
+    estimate should be read alone."""
+    if result.independence is None:
+        return []
+    other = float(np.exp(result.independence[result.names.index(f"group:{group}")]))
+    if low <= other <= high and abs(np.log(other / value)) <= np.log(WORKING_GAP):
+        return []
+    return [
+        f"{group}: the same model with an independence working correlation gives a ratio of "
+        f"{other:.3f} against {value:.3f}; the answer depends on how speakers are weighted "
+        "(a speaker unlike the rest of its group?): compare the raw ratio and "
+        "regression:model=glmm before reading it"
+    ]
+
+
 def grouping_table(ctx: MetricContext, grouping: str, options: Options) -> None:
     """One grouping's model, as a table of rate ratios; a fit that fails is a warning that
     says why, in place of the table."""
@@ -215,6 +259,9 @@ def grouping_table(ctx: MetricContext, grouping: str, options: Options) -> None:
         if len(modelled) < 2:
             raise FitError(f"fewer than two groups of {grouping} have word errors")
         result, notes = fit(data, modelled, reference, options)
+    except np.linalg.LinAlgError as exc:
+        ctx.warnings.append(f"regression by {grouping}: no model: the fit failed ({exc})")
+        return
     except FitError as exc:
         ctx.warnings.append(f"regression by {grouping}: no model: {exc}")
         return
@@ -236,6 +283,7 @@ def grouping_table(ctx: MetricContext, grouping: str, options: Options) -> None:
         else:
             value, low, high, p = result.ratio(f"group:{g}", confidence)
             adjusted = _cell(value, low, high)
+            warnings.extend(working_correlation_check(result, g, value, low, high))
         rows.append([str(g), speakers, int(mask.sum()), raw, adjusted, p])
     for name in result.names:
         if name in data.covariates:

@@ -38,6 +38,9 @@ class Fit:
     df: int | None
     method: str
     log_sd: tuple[float, float] | None = None  # GLMM: log sigma and its standard error
+    # GEE: the coefficients of the same model under an independence working correlation, a
+    # check on the exchangeable fit (they estimate the same ratios when the model holds)
+    independence: np.ndarray | None = None
 
     def variance(self, confidence: float) -> tuple[float, float | None, float | None] | None:
         """The speaker intercept's variance sigma^2 with a Wald interval on log sigma; no
@@ -94,7 +97,7 @@ def fit_gee(
     ``bias_reduced``), and intervals use t with K - p degrees of freedom (K speakers,
     p coefficients), the usual small-sample pairing that the plugin's simulation measures.
     """
-    from statsmodels.genmod.cov_struct import Exchangeable
+    from statsmodels.genmod.cov_struct import Exchangeable, Independence
     from statsmodels.genmod.families import Poisson
     from statsmodels.genmod.generalized_estimating_equations import GEE
 
@@ -108,10 +111,14 @@ def fit_gee(
     model = GEE(
         errors, design, groups=clusters, family=Poisson(), cov_struct=Exchangeable(), offset=offset
     )
-    with warnings.catch_warnings(record=True) as caught:
+    check = GEE(
+        errors, design, groups=clusters, family=Poisson(), cov_struct=Independence(), offset=offset
+    )
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
         try:
             result = model.fit(maxiter=200, cov_type=COV_TYPES[cov_type])
+            independence = np.asarray(check.fit(maxiter=200).params)
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
             raise FitError(f"the Poisson GEE failed to fit ({exc})") from None
     failed = [
@@ -128,7 +135,7 @@ def fit_gee(
         f"Poisson GEE, exchangeable working correlation within speaker (rho = {rho:.3f}), "
         f"{label} sandwich variance over {n_clusters} speakers, t intervals on {df} df"
     )
-    return Fit(names, params, cov, df, method)
+    return Fit(names, params, cov, df, method, independence=independence)
 
 
 def _cluster_sums(
