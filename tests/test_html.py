@@ -174,6 +174,28 @@ def test_user_strings_are_escaped_everywhere(hostile_csv: Path, tmp_path: Path) 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;</text>" in svg
 
 
+def test_a_bidi_control_in_a_label_is_shown_and_reorders_nothing(tmp_path: Path) -> None:
+    """U+202E in a label would show the numbers after it reversed ("stniop 7.11"): the page
+    shows each control as text instead, in the tables and the figure alike."""
+    rows = gender_rows()
+    for row in rows:
+        if row["gender"] == "female_feminine":
+            row["gender"] = "fem\u202eRTL\u2066x"
+    path, out = write_transcripts(tmp_path / "t.csv", rows), tmp_path / "r.html"
+    args = ["score", str(path), "--groups", "gender", "--bootstrap", "200", "--permutations", "0"]
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    page, data = (
+        out.read_text(encoding="utf-8"),
+        json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout),
+    )
+    assert not re.search("[\u200e\u200f\u202a-\u202e\u2066-\u2069]", page)
+    assert not re.search(r"&#(x202e|8238);", page, re.I)
+    assert "fem[U+202E]RTL[U+2066]x" in page
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    assert "fem[U+202E]RTL[U+2066]x" in svg
+    assert any(g["group"] == "fem\u202eRTL\u2066x" for g in data["groups"]["gender"])
+
+
 def test_out_html_alone_gives_the_page_and_several_comparisons_need_out(tmp_path: Path) -> None:
     path = write_transcripts(tmp_path / "t.csv", gender_rows())
     out = tmp_path / "page.html"

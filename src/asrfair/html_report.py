@@ -84,9 +84,32 @@ def _environment() -> Environment:
     )
 
 
+# Bidirectional embedding, override and isolate controls, and the direction marks: one in a
+# label (U+202E, say) would reverse the numbers that follow it on the page.
+_BIDI_CONTROLS = re.compile(
+    r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]|&#(?:x20(?:0[ef]|2[a-e]|6[6-9])|82(?:06|07|3[4-8]|9[4-7]));",
+    re.I,
+)
+
+
+def _show_bidi_controls(page: str) -> str:
+    """Every bidi control as visible text (``[U+202E]``), in the tables and in the SVG alike:
+    a label is shown as written, and it cannot reorder the text around it."""
+
+    def name(match: re.Match[str]) -> str:
+        text = match.group()
+        if len(text) == 1:
+            return f"[U+{ord(text):04X}]"
+        digits = text[2:-1]  # a character reference, &#x202e; or &#8238;
+        code = int(digits[1:], 16) if digits[0] in "xX" else int(digits)
+        return f"[U+{code:04X}]"
+
+    return _BIDI_CONTROLS.sub(name, page)
+
+
 def to_html(report: Report) -> str:
     """The whole page as one string."""
-    return (
+    return _show_bidi_controls(
         _environment()
         .get_template("report.html.j2")
         .render(
