@@ -172,6 +172,8 @@ def test_the_same_intersection_written_twice_is_one_grouping() -> None:
         ("bootstrap = 500\n[statistics]\nbootstrap = 1000\n", "bootstrap is set twice"),
         ("workers = -1\n", "--workers -1: use 0 or more"),
         ("batch_seconds = nan\n", "--batch-seconds nan: give a finite number"),
+        ("batch_seconds = 0\n", "--batch-seconds 0.0: use 1 or more"),
+        ("barrier_minutes = -1\n", "--barrier-minutes -1.0: use 0.1 or more"),
         ("device = 'tpu'\n", "--device tpu: use auto, cpu, cuda or cuda:N"),
         ("[train]\nlearning_rate = -1.0\n", "learning_rate must be positive, not -1.0"),
         ("[train]\nlayerdrop = 1.5\n", "layerdrop must be in [0, 1), not 1.5"),

@@ -101,6 +101,7 @@ class RunSettings:
     batch_seconds: float | None = option(
         None,
         "Padded audio per inference batch \\[default: 60 on CPU; on CUDA, from free memory].",
+        min=1,
     )
     infer_workers: int | None = option(
         None,
@@ -110,6 +111,7 @@ class RunSettings:
     barrier_minutes: float = option(
         30.0,
         "Several processes: how long a rank waits for the others at the end of a stage.",
+        min=0.1,
     )
     stats: StatsConfig = field(default_factory=StatsConfig)
     metrics: tuple[str, ...] = option(DEFAULT_METRICS, "Metric plugins, comma-separated.")
