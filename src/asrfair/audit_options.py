@@ -30,6 +30,9 @@ from asrfair.stats import STATS_OPTIONS, StatsConfig, stats_config
 SEEDS = ("split_seed", "train_seed", "stats_seed")
 
 
+METRICS_HELP = "Metric plugins, comma-separated; a metric's options as [bold]name:key=value[/]."
+
+
 def option(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field that is also an audit option; ``extra`` goes to the CLI (``min=0``)."""
     return field(default=default, metadata={"help": help, "cli": extra})
@@ -114,7 +117,7 @@ class RunSettings:
         min=0.1,
     )
     stats: StatsConfig = field(default_factory=StatsConfig)
-    metrics: tuple[str, ...] = option(DEFAULT_METRICS, "Metric plugins, comma-separated.")
+    metrics: tuple[str, ...] = option(DEFAULT_METRICS, METRICS_HELP)
     progress: bool = True
     # Handed in by the CLI, a test or the API; not an option (no help metadata).
     plugins: Plugins = field(default_factory=installed, repr=False, compare=False)

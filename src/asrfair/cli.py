@@ -22,7 +22,7 @@ from rich.protocol import is_renderable
 from rich.table import Table
 
 from asrfair import __version__, files, plugins
-from asrfair.audit_options import AUDIT_OPTIONS, SEEDS, Spec, resolve_audit
+from asrfair.audit_options import AUDIT_OPTIONS, METRICS_HELP, SEEDS, Spec, resolve_audit
 from asrfair.console import stderr
 from asrfair.corpus import parse_columns
 from asrfair.errors import AsrfairError
@@ -320,9 +320,9 @@ def score_command(
     speaker_from_id: SpeakerFromIdOpt = "spu_id",
     stm_labels: StmLabelsOpt = "",
     normalizer: NormOpt = "none",
-    metrics: Annotated[
-        str, typer.Option("--metrics", help="Metric plugins, comma-separated.")
-    ] = ",".join(DEFAULT_METRICS),
+    metrics: Annotated[str, typer.Option("--metrics", help=METRICS_HELP)] = ",".join(
+        DEFAULT_METRICS
+    ),
     bootstrap: BootOpt = 10_000,
     permutations: PermOpt = 10_000,
     seed: SeedOpt = 0,
