@@ -58,6 +58,7 @@ def test_the_api_and_the_cli_print_the_same_report(tmp_path: Path) -> None:
         "md": result.to_markdown(),
         "latex": result.to_latex(),
         "csv": result.to_csv(),
+        "html": result.to_html(),
     }
     for fmt, text in exports.items():
         printed = runner.invoke(app, [*args, fmt])

@@ -129,6 +129,10 @@ class ScoreResult:
     def to_latex(self) -> str:
         return self.export("latex")
 
+    def to_html(self) -> str:
+        """The self-contained page of ``--format html``: summary, figure, tables, method."""
+        return self.export("html")
+
     def plot(self, path: str | Path) -> Path:
         """Per-group WER and CER as points with their intervals, one panel per grouping; the
         suffix picks PNG, SVG or PDF. Returns the path written."""
