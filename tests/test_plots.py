@@ -99,6 +99,22 @@ def test_rates_are_points_with_interval_arms_not_bars() -> None:
         plt.close(fig)
 
 
+def test_the_title_mentions_open_ends_only_when_an_interval_has_one() -> None:
+    data = asrfair.score(
+        pd.DataFrame(gender_rows()), groups="gender", speaker="speaker", bootstrap=200
+    ).report.data
+    closed = plots._groups_figure(data, ("wer",))
+    data["groups"]["gender"][0]["wer_ci"][1] = None  # an unbounded upper end
+    opened = plots._groups_figure(data, ("wer",))
+    try:
+        assert "open upper ends" not in closed.get_suptitle()
+        assert closed.get_suptitle().startswith("95%")
+        assert opened.get_suptitle().endswith("; open upper ends drawn to 100%")
+    finally:
+        plt.close(closed)
+        plt.close(opened)
+
+
 @pytest.mark.parametrize(
     ("min_speakers", "marker", "colour"), [(3, "o", "#0072B2"), (10, "s", "#D55E00")]
 )

@@ -139,9 +139,14 @@ def _groups_figure(data: dict[str, Any], metrics: tuple[str, ...]) -> Any:
     for row, metric in zip(axes, metrics, strict=True):
         for ax, grouping in zip(row, groupings, strict=True):
             _group_panel(ax, data, grouping, metric)
-    fig.suptitle(
-        interval_phrase(data.get("method", {})) + "; open upper ends drawn to 100%", fontsize=8
+    open_end = any(
+        (entry.get(f"{metric}_ci") or [0, 0])[1] is None
+        for entries in data["groups"].values()
+        for entry in entries
+        for metric in metrics
     )
+    title = interval_phrase(data.get("method", {}))
+    fig.suptitle(title + ("; open upper ends drawn to 100%" if open_end else ""), fontsize=8)
     return fig
 
 
