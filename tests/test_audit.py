@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from asrfair import infer
 from asrfair.cli import app
 from asrfair.errors import AsrfairError
+from asrfair.report import Report, report_tables
 from asrfair.train import hold_out
 from conftest import make_cv_release, make_tiny_model
 
@@ -106,6 +107,7 @@ def test_audit_writes_the_whole_run_directory(
     assert set(config["versions"]) >= {"asrfair", "torch", "transformers"}
     report_md = (out / "report.md").read_text()
     assert "Training subset 'female' by gender" in report_md
+    assert ", fine-tuned on the training subset |" in report_md  # the model row says so
     assert "bootstrap-t intervals from" in report_md
 
 
@@ -153,6 +155,9 @@ def test_no_train_audits_the_checkpoint_as_it_is(
     data = audit(tiny_cv, tiny_model, tmp_path / "run", "--no-train")
     assert not (tmp_path / "run" / "model").exists()
     assert data["run"]["no_train"] is True  # type: ignore[index]
+    run, *scores = report_tables(Report("audit", data))
+    assert run.rows[0] == ["model", f"{tiny_model} as it is"]
+    assert not [t for t in scores if t.title.startswith("Training subset")]  # nothing trained
 
 
 def test_the_bundled_checkpoint_is_reported_by_name_not_by_local_path(

@@ -420,9 +420,11 @@ def inspect_tables(body: InspectBody) -> list[TableView]:
 
 def _run_tables(run: dict[str, Any], method: Method) -> list[TableView]:
     """The head of an audit report: what was trained on what, and how much of each group."""
-    subset = run["train_subset"] + (" (not used: --no-train)" if run.get("no_train") else "")
+    untrained = bool(run.get("no_train"))
+    subset = run["train_subset"] + (" (not used: --no-train)" if untrained else "")
+    model = run["model"] + (" as it is" if untrained else ", fine-tuned on the training subset")
     rows: list[list[Cell]] = [
-        ["model", run["model"]],
+        ["model", model],
         ["dataset", run["dataset"]],
         ["training subset", subset],
         ["split", run["split"]],
@@ -430,6 +432,8 @@ def _run_tables(run: dict[str, Any], method: Method) -> list[TableView]:
     if method.to_json():
         rows.append(["statistics", interval_phrase(method)])
     tables = [TableView("Run", ["field", "value"], rows)]
+    if untrained:  # nothing was trained: the subset's sizes would only mislead
+        return tables
     total = run["subset_total"]
     for grouping, sizes in run["subset_size"].items():
         body: list[list[Cell]] = [[r["group"], *_inspect_values(r)] for r in sizes]
