@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,8 @@ def run_lock(out: Path) -> Iterator[None]:
 class StageTimes:
     """Seconds per stage, summed over every invocation of a run: a resumed run's report must
     not say ``train_s 0.0`` because this invocation found the model already trained. Each
-    finished stage is added to ``timings.json`` at once; the part of a stage that a crash cut
-    short is not counted."""
+    stage is added to ``timings.json`` as it ends, an interrupted one too: its work is kept
+    (checkpoints, predictions) and a resume goes on from it, so its time was spent on the run."""
 
     def __init__(self, out: Path, *, enabled: bool = True) -> None:
         self.path, self.enabled = out / "timings.json", enabled
@@ -86,7 +86,15 @@ class StageTimes:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        except BaseException:
+            with suppress(OSError, AsrfairError):  # never hide why the stage stopped
+                self._record(name, start)
+            raise
+        self._record(name, start)
+
+    def _record(self, name: str, start: float) -> None:
         self.runs[-1][name] = round(time.perf_counter() - start, 2)
         if self.enabled:
             files.write_json(self.path, {"invocations": self.runs})
