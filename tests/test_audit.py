@@ -338,6 +338,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(
     result = runner.invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert resumed_from == [str(out / "checkpoints" / "checkpoint-2")]
+    assert f"resuming training from {out / 'checkpoints' / 'checkpoint-2'}" in result.stderr
     assert (out / "model" / "model.safetensors").is_file()
 
 

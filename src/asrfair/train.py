@@ -416,7 +416,12 @@ def fine_tune(
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress and loss instead
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(work_dir))
+    resume_from = last_checkpoint(work_dir)
+    if resume_from and is_main:  # a resumed run says where it took up, not only that it ran
+        stderr().print(
+            f"resuming training from {resume_from}", markup=False, highlight=False, soft_wrap=True
+        )
+    trainer.train(resume_from_checkpoint=resume_from)
     guard = callbacks[0]
     if guard.nan_step is not None:
         kept = last_checkpoint(work_dir)
