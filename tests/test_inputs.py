@@ -378,6 +378,12 @@ def test_out_must_be_a_regular_file_and_a_symlink_is_written_through(tmp_path: P
     blocker.write_text("x")
     message = fail("score", str(data), "-f", "md", "--out", str(blocker / "r.md"))
     assert message.startswith(f"error: {blocker}") and "choose another path" in message
+    # A folder where no file can be made (procfs): one line, not a FileNotFoundError traceback.
+    message = fail("score", str(data), "--out", "/proc/r.html")
+    assert message == (
+        "error: /proc/r.html: no file can be created in /proc (No such file or directory); "
+        "choose another path"
+    )
 
 
 def test_predictions_outside_the_test_split_are_left_out_and_said(tmp_path: Path) -> None:

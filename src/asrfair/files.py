@@ -74,6 +74,11 @@ def replacing(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if is_out_of_space(exc):
             raise out_of_space(path, "the previous file, if any, is unchanged") from None
+        if isinstance(exc, FileNotFoundError) and exc.filename == str(tmp):  # /proc, /sys...
+            raise AsrfairError(
+                f"{path}: no file can be created in {path.parent} ({exc.strerror}); "
+                "choose another path"
+            ) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
