@@ -122,7 +122,11 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What decides the trained model: every field but the run settings."""
-        return {k: v for k, v in asdict(self).items() if k not in SETTINGS}
+        return without_settings(asdict(self))
+
+    def settings(self) -> dict[str, Any]:
+        """How training runs (``setting=True`` fields): recorded, never compared."""
+        return {k: v for k, v in asdict(self).items() if k in SETTINGS}
 
     def model_config(self) -> dict[str, Any]:
         """The fields that override the checkpoint's ``Wav2Vec2Config``, by their own names."""
@@ -130,6 +134,12 @@ class TrainConfig:
 
 
 SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.metadata["setting"])
+
+
+def without_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """A ``train`` table without its run settings: the part of a run's identity it holds (a
+    config.json written before they were settings stored them there too)."""
+    return {k: v for k, v in train.items() if k not in SETTINGS}
 
 
 def _divisors(n: int) -> str:

@@ -210,7 +210,6 @@ class Transcriber:
         self.model = place(model, device, self.precision)
         self.processor = processor
         self.device = device
-        self.mixed_precision = mixed_precision
         self.attention_mask = bool(processor.feature_extractor.return_attention_mask)
         self.normalise = bool(processor.feature_extractor.do_normalize)
         self.decode = GreedyDecoder(processor.tokenizer)
@@ -271,7 +270,6 @@ class Seq2SeqTranscriber:
         self.processor = processor
         self.device = device
         self.generate = dict(generate or {})
-        self.mixed_precision = mixed_precision
 
     def __call__(self, waves: Sequence[np.ndarray]) -> list[str]:
         return self.finish(self.start(waves))

@@ -27,7 +27,6 @@ from asrfair.audit_options import AuditOptions, AuditPlan, RunSettings
 from asrfair.corpus import Corpus, parse_columns
 from asrfair.errors import AsrfairError
 from asrfair.groups import all_columns
-from asrfair.hparams import SETTINGS
 from asrfair.infer import (
     Clip,
     default_batch_seconds,
@@ -420,7 +419,7 @@ def _run_audit(
                     "batch_seconds": settings.batch_seconds,
                     "infer_workers": settings.infer_workers,
                     "barrier_minutes": settings.barrier_minutes,
-                    "train": {k: v for k, v in options.train.as_dict().items() if k in SETTINGS},
+                    "train": options.train.settings(),
                     "stats": asdict(settings.stats),
                     "metrics": list(settings.metrics),
                 },

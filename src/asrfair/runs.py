@@ -25,7 +25,7 @@ from asrfair import files
 from asrfair.errors import AsrfairError, read_json
 from asrfair.files import read_lines
 from asrfair.groups import all_columns
-from asrfair.hparams import SETTINGS as TRAIN_SETTINGS
+from asrfair.hparams import without_settings
 from asrfair.metrics import bad_value
 from asrfair.registry import Registry
 from asrfair.report import Exporter, Report, report_tables
@@ -173,7 +173,7 @@ def stored_options(config: Any, defaults: dict[str, Any] | None = None) -> dict[
     if isinstance(options.get("model"), str):
         options["model"] = portable_model(options["model"])
     if isinstance(options.get("train"), dict):  # stored when they were part of the identity
-        options["train"] = {k: v for k, v in options["train"].items() if k not in TRAIN_SETTINGS}
+        options["train"] = without_settings(options["train"])
     return _with_defaults(options, json.loads(json.dumps(defaults or {})))
 
 
