@@ -34,6 +34,7 @@ from asrfair.report import (
     report_tables,
     report_title,
     small_group,
+    small_label,
     table_cells,
 )
 from asrfair.report_model import (
@@ -231,8 +232,7 @@ def _small_fact(groups: dict[str, list[Json]], method: Json) -> Fact:
         for entry in entries
         if small_group(entry, method)
     ]
-    threshold = method.get("min_speakers")
-    fewer = f"fewer than {threshold} speakers" if threshold else "too few speakers"
+    fewer = small_label(method)
     if small:
         return Fact(
             f"Groups with {fewer}",

@@ -12,7 +12,7 @@ import matplotlib
 
 from asrfair import files
 from asrfair.errors import AsrfairError
-from asrfair.report import interval_phrase, small_group
+from asrfair.report import interval_phrase, small_group, small_label
 
 matplotlib.use("Agg")
 
@@ -96,7 +96,7 @@ def _group_panel(ax: Any, data: dict[str, Any], grouping: str, metric: str) -> N
             yerr=[[p[1] for p in points], [p[2] for p in points]],
             ecolor="black",
             capsize=4,
-            label=_small_label(method) if flagged else None,
+            label=small_label(method) if flagged else None,
             **style,
         )
     overall = data["overall"].get(metric)
@@ -119,11 +119,6 @@ _SMALL_STYLE: dict[str, Any] = {
     "markerfacecolor": "white",
     "markeredgewidth": 1.5,
 }
-
-
-def _small_label(method: dict[str, Any]) -> str:
-    threshold = method.get("min_speakers")
-    return f"fewer than {threshold} speakers" if threshold else "too few speakers"
 
 
 def _groups_figure(data: dict[str, Any], metrics: tuple[str, ...]) -> Any:

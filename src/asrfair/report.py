@@ -162,6 +162,12 @@ def small_group(entry: Mapping[str, Any], method: Mapping[str, Any]) -> bool:
     return any(_SMALL_WARNING.search(w) for w in entry.get("warnings", []))
 
 
+def small_label(method: Mapping[str, Any]) -> str:
+    """What makes a group small, as a legend or heading says it."""
+    threshold = method.get("min_speakers")
+    return f"fewer than {threshold} speakers" if threshold else "too few speakers"
+
+
 def headline(report: Report) -> list[str]:
     """What every exporter prints first, under the title: facts that change how every number
     below reads, which a warning line at the end would leave to be missed."""
